@@ -1,0 +1,59 @@
+# One Makefile for developers and CI: `.ci/run` calls these very targets.
+# Every target creates (or reuses) .venv, installing with uv when it can, plain pip otherwise.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.corrmon-installed
+PYTEST_ARGS ?= -n 2
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: install test check lint format typecheck bench demo scenarios dev clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@if $(PY) -m pip install -q uv >/dev/null 2>&1 && $(VENV)/bin/uv --version >/dev/null 2>&1; then \
+		echo "installing with uv"; \
+		$(VENV)/bin/uv pip install --python $(PY) -q -e ".[dev]"; \
+	else \
+		echo "uv unavailable: installing with pip (slower)"; \
+		$(PY) -m pip install -q -e ".[dev]"; \
+	fi
+	@touch $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	@cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+typecheck: install
+	$(VENV)/bin/pyright
+
+check: lint typecheck
+
+bench: install
+	$(PY) benchmarks/drift_vs_evidently.py
+
+demo: install $(DAGSTER_HOME)/dagster.yaml
+	$(VENV)/bin/corrmon demo
+
+scenarios: install
+	$(VENV)/bin/corrmon scenarios --out .scenarios
+
+dev: install $(DAGSTER_HOME)/dagster.yaml
+	$(VENV)/bin/dagster dev -w workspace.yaml
+
+clean:
+	rm -rf $(VENV) .dagster_home .scenarios .pytest_cache .ruff_cache
