@@ -1,4 +1,4 @@
-"""dagster-corrmon: which upstream change or incident made the model worse, and which runs it hit."""
+"""dagster-corrmon: which upstream change made the model worse, and which runs it hit."""
 
 from dagster_corrmon.core.incident import (
     AffectedRun,
