@@ -16,6 +16,7 @@ from sklearn.calibration import calibration_curve
 from dagster_corrmon.core import metrics
 from dagster_corrmon.core.metrics import (
     METRICS,
+    EceBinning,
     bootstrap_ci,
     evaluate_classification,
     evaluate_regression,
@@ -127,7 +128,11 @@ def _ece_from_calibration_curve(y, score, n_bins: int, strategy: str) -> float:
 @pytest.mark.parametrize("ties", [False, True])
 def test_ece_matches_sklearn_calibration_curve(seed: int, n_bins: int, ties: bool) -> None:
     y, score = _classification_data(seed, ties=ties)
-    for strategy, binning in (("uniform", "equal_width"), ("quantile", "equal_mass")):
+    pairs: tuple[tuple[str, EceBinning], ...] = (
+        ("uniform", "equal_width"),
+        ("quantile", "equal_mass"),
+    )
+    for strategy, binning in pairs:
         if ties and strategy == "quantile":
             continue  # duplicate quantile edges make sklearn's bins and bin counts misalign
         assert expected_calibration_error(
@@ -178,7 +183,7 @@ def test_serving_metrics_match_numpy_percentiles() -> None:
     for q in (50, 95, 99):
         value = result[f"latency_p{q}"]
         assert value.value == pytest.approx(np.percentile(latencies, q), abs=TOL)
-        assert value.ci_low is not None and value.ci_high is not None
+        assert value.value is not None and value.ci_low is not None and value.ci_high is not None
         assert value.ci_low <= value.value <= value.ci_high
         assert value.higher_is_better is False
     assert result["error_rate"].value == pytest.approx(errors.mean(), abs=TOL)
