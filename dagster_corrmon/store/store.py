@@ -392,21 +392,23 @@ class CorrmonStore:
         link_rows = _signal_link_rows(incident)
         table = schema.incidents
         with self._errors(f"write incident {incident.id!r}"), self._write_engine.begin() as conn:
-            stored = conn.execute(
-                sa.select(table.c.id).where(table.c.id == incident.id).with_for_update()
-            ).first()
-            if stored is None:
-                created_at = ensure_utc(incident.created_at) if incident.created_at else now
-                updated_at = ensure_utc(incident.updated_at) if incident.updated_at else created_at
-                conn.execute(
-                    sa.insert(table).values(
-                        id=incident.id,
-                        status=incident.status.value,
-                        created_at=created_at,
-                        updated_at=updated_at,
-                        **values,
-                    )
+            # Insert-or-nothing first, so two writers racing on a new id never collide: the
+            # loser waits for the winner's row, then updates it like any re-write.
+            created_at = ensure_utc(incident.created_at) if incident.created_at else now
+            updated_at = ensure_utc(incident.updated_at) if incident.updated_at else created_at
+            created = conn.execute(
+                self._insert(table)
+                .values(
+                    id=incident.id,
+                    status=incident.status.value,
+                    created_at=created_at,
+                    updated_at=updated_at,
+                    **values,
                 )
+                .on_conflict_do_nothing(index_elements=[table.c.id])
+                .returning(table.c.id)
+            ).first()
+            if created is not None:
                 conn.execute(
                     sa.insert(schema.incident_status_history).values(
                         incident_id=incident.id,
