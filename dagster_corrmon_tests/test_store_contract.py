@@ -345,6 +345,16 @@ def test_a_bad_batch_stores_nothing_and_loses_nothing(
     assert store.read_signals() == kept
 
 
+def test_nul_characters_are_refused_on_every_dialect(store: CorrmonStore) -> None:
+    # PostgreSQL text cannot hold NUL; SQLite can: refusing on both keeps the dialects equal.
+    with pytest.raises(StoreError, match="asset_key 'a\\\\x00b' contains a NUL character"):
+        store.write_signals([metric(0, asset="a\x00b")])
+    with pytest.raises(StoreError, match="NUL character"):
+        store.upsert_incident(full_incident(summary="x\x00"))
+    assert store.read_signals() == []
+    assert store.list_incidents() == []
+
+
 def _poison_inserts(database_url: str) -> None:
     """A real database-side failure for rows with asset_key 'poison' (a trigger, no mocks)."""
     engine = sa.create_engine(normalize_database_url(database_url))

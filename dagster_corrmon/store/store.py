@@ -380,6 +380,7 @@ class CorrmonStore:
         if not incident.id:
             raise ConfigError("upsert_incident: the incident id is empty")
         now = datetime.now(UTC)
+        _without_nul({"id": incident.id}, where="an incident")
         values = _incident_values(incident)
         cause_rows = [
             _cause_row(incident.id, position, cause)
@@ -766,26 +767,38 @@ def _finite_or_none(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
 
 
+def _without_nul(row: dict[str, Any], *, where: str) -> dict[str, Any]:
+    """PostgreSQL text cannot hold NUL characters (psycopg2 raises a bare ValueError); refuse them
+    on both dialects so a signal that SQLite accepts never breaks a PostgreSQL deployment."""
+    for column, value in row.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise StoreError(f"{where}: {column} {value!r} contains a NUL character")
+    return row
+
+
 def _signal_row(signal: Signal, *, key: str, now: datetime) -> dict[str, Any]:
     where = f"metadata of signal {signal.kind.value} {signal.name!r} on {signal.asset_key!r}"
-    return {
-        "idempotency_key": key,
-        "kind": signal.kind.value,
-        "asset_key": signal.asset_key,
-        "name": signal.name,
-        "event_time": signal.event_time,
-        "observed_at": signal.observed_at if signal.observed_at is not None else now,
-        "value": _finite_or_none(signal.value),
-        "passed": signal.passed,
-        "severity": signal.severity.value,
-        "partition_key": signal.partition,
-        "column_name": signal.column,
-        "run_id": signal.run_id,
-        "data_version": signal.data_version,
-        "code_version": signal.code_version,
-        "source": signal.source,
-        "metadata_json": _strict_json(signal.metadata, where=where),
-    }
+    return _without_nul(
+        {
+            "idempotency_key": key,
+            "kind": signal.kind.value,
+            "asset_key": signal.asset_key,
+            "name": signal.name,
+            "event_time": signal.event_time,
+            "observed_at": signal.observed_at if signal.observed_at is not None else now,
+            "value": _finite_or_none(signal.value),
+            "passed": signal.passed,
+            "severity": signal.severity.value,
+            "partition_key": signal.partition,
+            "column_name": signal.column,
+            "run_id": signal.run_id,
+            "data_version": signal.data_version,
+            "code_version": signal.code_version,
+            "source": signal.source,
+            "metadata_json": _strict_json(signal.metadata, where=where),
+        },
+        where=f"signal {signal.kind.value} {signal.name!r} on {signal.asset_key!r}",
+    )
 
 
 def _signal_from_row(row: sa.Row[Any]) -> Signal:
@@ -814,61 +827,72 @@ def _optional_utc(value: datetime | None) -> datetime | None:
 
 def _incident_values(incident: Incident) -> dict[str, Any]:
     """The incident's own columns, except id, status and the created/updated stamps."""
-    return {
-        "model_asset": incident.model_asset,
-        "metric": incident.metric,
-        "classification": incident.classification.value,
-        "consequential": bool(incident.consequential),
-        "onset_time": _optional_utc(incident.onset_time),
-        "onset_partition": incident.onset_partition,
-        "detected_time": _optional_utc(incident.detected_time),
-        "detected_partition": incident.detected_partition,
-        "window_start": _optional_utc(incident.window_start),
-        "window_end": _optional_utc(incident.window_end),
-        "baseline_value": _finite_or_none(incident.baseline_value),
-        "observed_value": _finite_or_none(incident.observed_value),
-        "summary": incident.summary,
-        "metadata_json": _strict_json(
-            incident.metadata, where=f"metadata of incident {incident.id!r}"
-        ),
-    }
+    return _without_nul(
+        {
+            "model_asset": incident.model_asset,
+            "metric": incident.metric,
+            "classification": incident.classification.value,
+            "consequential": bool(incident.consequential),
+            "onset_time": _optional_utc(incident.onset_time),
+            "onset_partition": incident.onset_partition,
+            "detected_time": _optional_utc(incident.detected_time),
+            "detected_partition": incident.detected_partition,
+            "window_start": _optional_utc(incident.window_start),
+            "window_end": _optional_utc(incident.window_end),
+            "baseline_value": _finite_or_none(incident.baseline_value),
+            "observed_value": _finite_or_none(incident.observed_value),
+            "summary": incident.summary,
+            "metadata_json": _strict_json(
+                incident.metadata, where=f"metadata of incident {incident.id!r}"
+            ),
+        },
+        where=f"incident {incident.id!r}",
+    )
 
 
 def _cause_row(incident_id: str, position: int, cause: Cause) -> dict[str, Any]:
     where = f"evidence of cause #{cause.rank} ({cause.asset_key}) of incident {incident_id!r}"
-    return {
-        "incident_id": incident_id,
-        "position": position,
-        "rank": int(cause.rank),
-        "kind": cause.kind,
-        "asset_key": cause.asset_key,
-        "score": float(cause.score),
-        "column_name": cause.column,
-        "partition_key": cause.partition,
-        "event_time": _optional_utc(cause.event_time),
-        "p_value": _finite_or_none(cause.p_value),
-        "q_value": _finite_or_none(cause.q_value),
-        "repair_recovery": _finite_or_none(cause.repair_recovery),
-        "lineage_distance": None if cause.lineage_distance is None else int(cause.lineage_distance),
-        "shift_size": _finite_or_none(cause.shift_size),
-        "feature_importance": _finite_or_none(cause.feature_importance),
-        "signal_keys_json": list(cause.signal_keys),
-        "data_versions_json": list(cause.data_versions),
-        "evidence_json": _strict_json(cause.evidence, where=where),
-    }
+    return _without_nul(
+        {
+            "incident_id": incident_id,
+            "position": position,
+            "rank": int(cause.rank),
+            "kind": cause.kind,
+            "asset_key": cause.asset_key,
+            "score": float(cause.score),
+            "column_name": cause.column,
+            "partition_key": cause.partition,
+            "event_time": _optional_utc(cause.event_time),
+            "p_value": _finite_or_none(cause.p_value),
+            "q_value": _finite_or_none(cause.q_value),
+            "repair_recovery": _finite_or_none(cause.repair_recovery),
+            "lineage_distance": None
+            if cause.lineage_distance is None
+            else int(cause.lineage_distance),
+            "shift_size": _finite_or_none(cause.shift_size),
+            "feature_importance": _finite_or_none(cause.feature_importance),
+            "signal_keys_json": list(cause.signal_keys),
+            "data_versions_json": list(cause.data_versions),
+            "evidence_json": _strict_json(cause.evidence, where=where),
+        },
+        where=f"cause #{cause.rank} of incident {incident_id!r}",
+    )
 
 
 def _run_row(incident_id: str, position: int, run: AffectedRun) -> dict[str, Any]:
-    return {
-        "incident_id": incident_id,
-        "position": position,
-        "run_id": run.run_id,
-        "asset_key": run.asset_key,
-        "role": run.role,
-        "partition_key": run.partition,
-        "at_risk": bool(run.at_risk),
-        "reason": run.reason,
-    }
+    return _without_nul(
+        {
+            "incident_id": incident_id,
+            "position": position,
+            "run_id": run.run_id,
+            "asset_key": run.asset_key,
+            "role": run.role,
+            "partition_key": run.partition,
+            "at_risk": bool(run.at_risk),
+            "reason": run.reason,
+        },
+        where=f"affected run of incident {incident_id!r}",
+    )
 
 
 def _signal_link_rows(incident: Incident) -> list[dict[str, Any]]:
