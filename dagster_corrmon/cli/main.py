@@ -41,7 +41,7 @@ class _LazyGroup(click.Group):
             if error.name == module_name:  # that command is not built yet
                 return None
             raise
-        return getattr(module, attribute)
+        return getattr(module, attribute, None)
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -84,7 +84,9 @@ class Signal:
         """Stable key: the same observation written twice is stored once.
 
         (source, run id, asset, partition, name, column, data version) — see DESIGN.md §3. The kind
-        is part of it too, so a metric and a check that share a name never collide.
+        is part of it too, so a metric and a check that share a name never collide, and so is the
+        event time: without it, a check on an unpartitioned asset with no run id or data version
+        would keep its first observation forever and drop every later one as a duplicate.
         """
         parts = [
             self.source,
@@ -95,5 +97,6 @@ class Signal:
             self.name,
             self.column or "",
             self.data_version or "",
+            self.event_time.isoformat(),
         ]
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
