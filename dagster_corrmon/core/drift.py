@@ -1,0 +1,996 @@
+"""Per-column distribution drift: the tests Evidently 0.7 uses, chosen the way Evidently chooses.
+
+Two entry points:
+
+* :func:`detect_drift` compares a raw reference frame with a raw current frame. Every statistic is
+  exact: KS is ``scipy.stats.ks_2samp`` itself, the others reproduce Evidently's
+  ``legacy/calculations/stattests`` (binning, epsilon, thresholds) to floating-point precision.
+* :func:`detect_drift_from_profile` compares a stored
+  :class:`~dagster_corrmon.core.profile.DatasetProfile` with a raw current frame and never needs
+  the raw reference. It is exact wherever the profile kept exact counts, and says so per result
+  (``approximate``, ``error_bound``) where it did not.
+
+Automatic choice (Evidently's ``_get_default_stattest``; ``n_unique`` counts the distinct
+non-null values of reference and current together, reference rows are its non-null rows):
+
+==================  ==============================  ================================
+reference rows      numerical column                categorical column
+==================  ==============================  ================================
+≤ 1000              n_unique > 5: ``ks``;           n_unique > 2: ``chisquare``;
+                    3–5: ``chisquare``; ≤ 2: ``z``  ≤ 2: ``z``
+> 1000              n_unique > 5: ``wasserstein``;  ``jensenshannon``
+                    ≤ 5: ``jensenshannon``
+==================  ==============================  ================================
+
+A column is *categorical* when it holds strings, categories or booleans — or, like Evidently's
+type inference, integers with at most 10 distinct values in the current batch. Floats, other
+integers and datetimes (as epoch seconds) are *numerical*. (Evidently treats high-cardinality
+string columns as text and runs a classifier; here they stay categorical.)
+
+Which way each threshold reads is explicit in :attr:`DriftResult.decision` — a p-value test
+drifts when the p-value is *small*, a distance when the statistic is *large*.
+
+Method identifiers are stable strings (they are stored): ``"ks"``, ``"chisquare"``, ``"z"``,
+``"wasserstein"``, ``"jensenshannon"``, ``"psi"``.
+"""
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import special, stats
+
+from dagster_corrmon.core.profile import (
+    CATEGORICAL_KINDS,
+    CategoricalColumnProfile,
+    DatasetProfile,
+    NumericColumnProfile,
+    category_counts,
+    check_kind_compatible,
+    column_kind,
+    column_series,
+    histogram_on_edges,
+    is_integer_column,
+    numeric_values,
+    sorted_distinct,
+)
+from dagster_corrmon.errors import ConfigError, InputDataError, InsufficientDataError
+
+KS = "ks"
+CHISQUARE = "chisquare"
+Z = "z"
+WASSERSTEIN = "wasserstein"
+JENSENSHANNON = "jensenshannon"
+PSI = "psi"
+METHODS: tuple[str, ...] = (KS, CHISQUARE, Z, WASSERSTEIN, JENSENSHANNON, PSI)
+
+DEFAULT_THRESHOLDS: Mapping[str, float] = {
+    KS: 0.05,
+    CHISQUARE: 0.05,
+    Z: 0.05,
+    WASSERSTEIN: 0.1,
+    JENSENSHANNON: 0.1,
+    PSI: 0.1,
+}
+
+P_VALUE_BELOW = "p_value_below_threshold"
+P_VALUE_AT_OR_BELOW = "p_value_at_or_below_threshold"
+STATISTIC_AT_OR_ABOVE = "statistic_at_or_above_threshold"
+DECISIONS: Mapping[str, str] = {
+    KS: P_VALUE_AT_OR_BELOW,  # Evidently: p <= threshold for KS, p < threshold for chi²/Z
+    CHISQUARE: P_VALUE_BELOW,
+    Z: P_VALUE_BELOW,
+    WASSERSTEIN: STATISTIC_AT_OR_ABOVE,
+    JENSENSHANNON: STATISTIC_AT_OR_ABOVE,
+    PSI: STATISTIC_AT_OR_ABOVE,
+}
+
+NUMERICAL = "numerical"
+CATEGORICAL = "categorical"
+SMALL_REFERENCE_ROWS = 1000  # Evidently's switch from tests to distances
+INTEGER_CARDINALITY_LIMIT = 10  # Evidently: integer columns with ≤ 10 values are categorical
+_WASSERSTEIN_MIN_NORM = 0.001  # Evidently's floor for the reference std
+_OTHER = "\x00other"  # the bucket of categories a capped reference profile did not keep
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    """The drift verdict for one column.
+
+    ``statistic`` is the test statistic (KS D, χ², Z, normed Wasserstein, Jensen–Shannon distance,
+    PSI); ``p_value`` is set for the three tests and None for distances. ``decision`` names the
+    rule that produced ``drifted`` from ``threshold``. ``approximate`` is True when the
+    statistic was estimated from a binned reference profile; ``error_bound`` then bounds
+    ``|statistic - exact statistic|`` where a rigorous bound is known (KS, Wasserstein).
+    ``current_null_fraction`` and ``current_mean`` are small per-batch summaries for attribution.
+    """
+
+    column: str
+    method: str
+    statistic: float
+    p_value: float | None
+    threshold: float
+    drifted: bool
+    decision: str
+    column_type: str
+    reference_rows: int
+    current_rows: int
+    approximate: bool = False
+    error_bound: float | None = None
+    current_null_fraction: float = 0.0
+    current_mean: float | None = None
+
+    @property
+    def score(self) -> float:
+        """The number the threshold is compared with (Evidently's ``drift_score``)."""
+        return self.p_value if self.p_value is not None else self.statistic
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python, strict-JSON-safe dict; the first six keys are the CLI's contract.
+
+        An infinite statistic (χ² with a category the reference never saw) becomes None.
+        """
+        return {
+            "column": self.column,
+            "method": self.method,
+            "statistic": self.statistic if math.isfinite(self.statistic) else None,
+            "p_value": self.p_value,
+            "threshold": self.threshold,
+            "drifted": self.drifted,
+            "decision": self.decision,
+            "column_type": self.column_type,
+            "reference_rows": self.reference_rows,
+            "current_rows": self.current_rows,
+            "approximate": self.approximate,
+            "error_bound": self.error_bound,
+            "current_null_fraction": self.current_null_fraction,
+            "current_mean": self.current_mean,
+        }
+
+
+def choose_method(column_type: str, reference_rows: int, n_unique: int | None) -> str:
+    """Evidently 0.7's default test for a column (``None`` n_unique means "many")."""
+    more_than_five = n_unique is None or n_unique > 5
+    more_than_two = n_unique is None or n_unique > 2
+    if reference_rows <= SMALL_REFERENCE_ROWS:
+        if column_type == NUMERICAL and more_than_five:
+            return KS
+        return CHISQUARE if more_than_two else Z
+    if column_type == NUMERICAL and more_than_five:
+        return WASSERSTEIN
+    return JENSENSHANNON
+
+
+# ------------------------------------------------------------------------------ the statistics
+
+
+def _decide(method: str, statistic: float, p_value: float | None, threshold: float) -> bool:
+    decision = DECISIONS[method]
+    if decision == STATISTIC_AT_OR_ABOVE:
+        return statistic >= threshold
+    assert p_value is not None
+    if decision == P_VALUE_AT_OR_BELOW:
+        return p_value <= threshold
+    return p_value < threshold
+
+
+def _chisquare(reference_counts: np.ndarray, current_counts: np.ndarray) -> tuple[float, float]:
+    """Evidently's χ² goodness of fit of current counts to reference shares (scipy.chisquare)."""
+    if len(reference_counts) < 2:
+        return 0.0, 1.0  # one category on both sides: nothing can differ
+    expected = reference_counts * (current_counts.sum() / reference_counts.sum())
+    if np.any(expected == 0):
+        # A category the reference never saw: infinite statistic, p = 0 (scipy's limit).
+        return math.inf, 0.0
+    result = stats.chisquare(current_counts, expected)
+    return float(result.statistic), float(result.pvalue)
+
+
+def _z_test(
+    keys: np.ndarray, reference_counts: np.ndarray, current_counts: np.ndarray
+) -> tuple[float, float]:
+    """Evidently's two-proportion Z test: the first of the ascending ``keys`` against the rest."""
+    reference_present = reference_counts > 0
+    current_present = current_counts > 0
+    if (
+        reference_present.sum() == 1
+        and current_present.sum() == 1
+        and np.array_equal(reference_present, current_present)
+    ):
+        return 0.0, 1.0
+    del keys  # ascending by construction: the first key is index 0
+    n1, n2 = float(reference_counts.sum()), float(current_counts.sum())
+    p1 = (n1 - reference_counts[0]) / n1
+    p2 = (n2 - current_counts[0]) / n2
+    pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
+    z = (p1 - p2) / math.sqrt(pooled * (1 - pooled) * (1.0 / n1 + 1.0 / n2))
+    p_value = 2 * (1 - stats.norm.cdf(abs(z)))  # Evidently's formula, kept for parity
+    return float(z), float(p_value)
+
+
+def _jensenshannon(reference_share: np.ndarray, current_share: np.ndarray) -> float:
+    """scipy.spatial.distance.jensenshannon (natural log), clamped at 0 against rounding."""
+    p = reference_share / reference_share.sum()
+    q = current_share / current_share.sum()
+    m = (p + q) / 2.0
+    js = float(np.sum(special.rel_entr(p, m)) + np.sum(special.rel_entr(q, m)))
+    return math.sqrt(max(js, 0.0) / 2.0)
+
+
+def _fill_zeroes(shares: np.ndarray) -> np.ndarray:
+    """Evidently's epsilon for empty bins before PSI's logarithm."""
+    nonzero = shares[shares != 0]
+    smallest = float(nonzero.min())
+    epsilon = smallest / 10**6 if smallest <= 0.0001 else 0.0001
+    return np.where(shares == 0, epsilon, shares)
+
+
+def _psi(reference_share: np.ndarray, current_share: np.ndarray) -> float:
+    reference_share = _fill_zeroes(reference_share)
+    current_share = _fill_zeroes(current_share)
+    return float(
+        np.sum((reference_share - current_share) * np.log(reference_share / current_share))
+    )
+
+
+def _wasserstein_sorted(
+    u_values: np.ndarray,
+    v_values: np.ndarray,
+    u_weights: np.ndarray | None = None,
+) -> float:
+    """Exact first Wasserstein distance of two ascending samples (``u`` optionally weighted).
+
+    Same quantity as ``scipy.stats.wasserstein_distance``, computed by merging the two sorted
+    samples instead of re-sorting their concatenation: ~7× faster at 1M rows, 33 bytes/row.
+    """
+    n, m = len(u_values), len(v_values)
+    total = n + m
+    positions = np.searchsorted(v_values, u_values, side="right") + np.arange(n)
+    from_u = np.zeros(total, dtype=bool)
+    from_u[positions] = True
+    merged = np.empty(total, dtype=np.float64)
+    merged[positions] = u_values
+    merged[~from_u] = v_values
+    step = np.empty(total, dtype=np.float64)  # F_u - F_v jumps at each merged point
+    step[positions] = 1.0 / n if u_weights is None else u_weights / u_weights.sum()
+    step[~from_u] = -1.0 / m
+    del from_u
+    cdf_gap = np.cumsum(step[:-1], out=step[:-1])
+    np.abs(cdf_gap, out=cdf_gap)
+    return float(np.dot(cdf_gap, np.diff(merged)))
+
+
+def _sturges_edges(low: float, high: float, size: int, integer: bool) -> np.ndarray:
+    """``np.histogram_bin_edges(combined, bins="sturges")`` from the combined min, max and size."""
+    width = (high - low) / (np.log2(size) + 1.0)  # from the data's range, before widening
+    if low == high:
+        low, high = low - 0.5, high + 0.5
+    if width:
+        if integer and width < 1:
+            width = 1.0
+        bins = int(np.ceil((high - low) / width))
+    else:
+        bins = 1
+    return np.linspace(low, high, bins + 1, endpoint=True, dtype=np.float64)
+
+
+# ---------------------------------------------------------------------- one side of a column
+
+
+class _NumericSide:
+    """The finite values of one side of a numeric column: raw, exact counts, or a histogram."""
+
+    def __init__(
+        self,
+        *,
+        rows: int,
+        count: int,
+        integer: bool,
+        minimum: float,
+        maximum: float,
+        mean: float,
+        std: float,
+        sorted_values: np.ndarray | None = None,
+        exact_values: np.ndarray | None = None,
+        exact_counts: np.ndarray | None = None,
+        edges: np.ndarray | None = None,
+        histogram: np.ndarray | None = None,
+        offsets: np.ndarray | None = None,
+    ) -> None:
+        self.rows = rows
+        self.count = count
+        self.integer = integer
+        self.minimum = minimum
+        self.maximum = maximum
+        self.mean = mean
+        self.std = std
+        self.sorted_values = sorted_values
+        self.exact_values = exact_values
+        self.exact_counts = exact_counts
+        self.edges = edges
+        self.histogram = histogram
+        self.offsets = offsets
+
+    @classmethod
+    def from_series(
+        cls, series: pd.Series, *, kind: str, column: str, where: str
+    ) -> "_NumericSide":
+        values, _, _ = numeric_values(series, kind=kind)
+        if len(values) == 0:
+            raise InsufficientDataError(
+                f"column {column!r} has no non-null finite values in the {where}; "
+                "drift cannot be computed"
+            )
+        sorted_values = np.sort(values)
+        return cls(
+            rows=len(series),
+            count=len(sorted_values),
+            integer=is_integer_column(series),
+            minimum=float(sorted_values[0]),
+            maximum=float(sorted_values[-1]),
+            mean=float(np.mean(sorted_values)),
+            std=math.nan,  # computed on demand (only the reference's is ever needed)
+            sorted_values=sorted_values,
+        )
+
+    @classmethod
+    def from_profile(cls, profile: NumericColumnProfile) -> "_NumericSide":
+        if profile.count == 0 or profile.minimum is None or profile.maximum is None:
+            raise InsufficientDataError(
+                f"column {profile.name!r} has no finite values in the reference profile"
+            )
+        exact = profile.exact_values is not None and profile.exact_counts is not None
+        return cls(
+            rows=profile.rows,
+            count=profile.count,
+            integer=profile.integer,
+            minimum=profile.minimum,
+            maximum=profile.maximum,
+            mean=profile.mean,
+            std=profile.std,
+            exact_values=np.asarray(profile.exact_values, dtype=np.float64) if exact else None,
+            exact_counts=np.asarray(profile.exact_counts, dtype=np.int64) if exact else None,
+            edges=np.asarray(profile.edges, dtype=np.float64),
+            histogram=np.asarray(profile.histogram, dtype=np.int64),
+            offsets=np.asarray(profile.offsets, dtype=np.float64),
+        )
+
+    @cached_property
+    def spread(self) -> float:
+        """Population standard deviation (ddof=0), like ``np.std`` in Evidently."""
+        if math.isnan(self.std):
+            assert self.sorted_values is not None
+            return float(np.std(self.sorted_values))
+        return self.std
+
+    @cached_property
+    def distinct_count(self) -> int | None:
+        """Number of distinct values, or None when only a capped histogram is known."""
+        if self.sorted_values is not None:
+            values = self.sorted_values
+            return 1 + int(np.count_nonzero(values[1:] != values[:-1]))
+        return None if self.exact_values is None else len(self.exact_values)
+
+    @property
+    def exact(self) -> bool:
+        return self.sorted_values is not None or self.exact_values is not None
+
+    @cached_property
+    def distinct(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Ascending distinct values and counts, or None when only a histogram is known."""
+        if self.sorted_values is not None:
+            return sorted_distinct(self.sorted_values)
+        if self.exact_values is not None and self.exact_counts is not None:
+            return self.exact_values, self.exact_counts
+        return None
+
+    def sample(self) -> np.ndarray:
+        """The exact sample, expanded from counts if needed (only valid when ``exact``)."""
+        if self.sorted_values is not None:
+            return self.sorted_values
+        assert self.exact_values is not None and self.exact_counts is not None
+        return np.repeat(self.exact_values, self.exact_counts)
+
+    def counts_on(self, keys: np.ndarray) -> np.ndarray:
+        """Counts of each of the ascending ``keys`` (which must include every distinct value)."""
+        distinct = self.distinct
+        assert distinct is not None
+        values, counts = distinct
+        result = np.zeros(len(keys), dtype=np.float64)
+        result[np.searchsorted(keys, values)] = counts
+        return result
+
+    def histogram_counts(self, edges: np.ndarray) -> np.ndarray:
+        """``np.histogram`` counts on ``edges`` (exact when the values are known)."""
+        if self.sorted_values is not None:
+            return np.histogram(self.sorted_values, edges)[0].astype(np.float64)
+        if self.exact_values is not None and self.exact_counts is not None:
+            return np.histogram(self.exact_values, edges, weights=self.exact_counts)[0]
+        # Binned reference: mass read from the in-bin linear CDF (an approximation).
+        xs, ys = self.cdf_knots()
+        left = _cdf_limits(xs, ys, edges, right=False)
+        left[-1] = _cdf_limits(xs, ys, edges[-1:], right=True)[0]  # last bin is closed
+        return np.diff(left) * self.count
+
+    def cdf_knots(self) -> tuple[np.ndarray, np.ndarray]:
+        """Knots of the CDF that is linear inside each occupied bin, within [min, max]."""
+        assert self.edges is not None and self.histogram is not None
+        return _cdf_knots(self.edges, self.histogram, self.minimum, self.maximum)
+
+
+def _cdf_knots(
+    edges: np.ndarray, histogram: np.ndarray, minimum: float, maximum: float
+) -> tuple[np.ndarray, np.ndarray]:
+    lower = np.maximum(np.r_[-np.inf, edges], minimum)
+    upper = np.minimum(np.r_[edges, np.inf], maximum)
+    cumulative = np.r_[0, np.cumsum(histogram)] / histogram.sum()
+    occupied = histogram > 0
+    xs = np.column_stack([lower[occupied], upper[occupied]]).ravel()
+    ys = np.column_stack([cumulative[:-1][occupied], cumulative[1:][occupied]]).ravel()
+    return xs, ys
+
+
+def _cdf_limits(xs: np.ndarray, ys: np.ndarray, at: np.ndarray, *, right: bool) -> np.ndarray:
+    """Right (or left) limits at ``at`` of the piecewise-linear CDF through knots (xs, ys).
+
+    Knots may repeat an x (a jump); the side decides which of the repeated values applies.
+    """
+    index = np.searchsorted(xs, at, side="right" if right else "left")
+    inside = (index > 0) & (index < len(xs))
+    result = np.where(index == 0, 0.0, 1.0)
+    k = index[inside]
+    x0, x1, y0, y1 = xs[k - 1], xs[k], ys[k - 1], ys[k]
+    result[inside] = y0 + (y1 - y0) * (at[inside] - x0) / (x1 - x0)
+    return result
+
+
+def _binned_wasserstein(reference: _NumericSide, current: _NumericSide) -> tuple[float, float]:
+    """W1 from two histograms on the same edges with per-bin offsets, and its error bound.
+
+    Counts and offsets make ``∫_bin (F_ref − F_cur) dx`` exact for every bin (see
+    :func:`~dagster_corrmon.core.profile.histogram_on_edges`), so
+    ``Σ_j |∫_bin_j (F_ref − F_cur)|`` is exact — and a lower bound of W1 = ∫|F_ref − F_cur| —
+    unless the two CDFs cross inside a bin. Inside bin j the gap stays within
+    ``[g_j − c_j, g_j + r_j]`` (``g_j`` its value at the left edge, ``r_j``, ``c_j`` the bin's
+    shares); when that range straddles 0, the part of the gap with the minority sign adds at
+    most ``2 · w_j · min(g_j + r_j, c_j − g_j)`` (``w_j`` the bin's width within the data's
+    range). The bound is the sum of those terms: zero when no bin can hold a crossing.
+    """
+    assert reference.edges is not None
+    assert reference.histogram is not None and reference.offsets is not None
+    assert current.histogram is not None and current.offsets is not None
+    edges = reference.edges
+    ref_share = reference.histogram / reference.count
+    cur_share = current.histogram / current.count
+    gap_at_right = np.cumsum(ref_share - cur_share)  # F_ref − F_cur just below each right edge
+    offset_gap = reference.offsets / reference.count - current.offsets / current.count
+    integral = np.empty(len(ref_share), dtype=np.float64)
+    integral[0] = offset_gap[0]  # ∫_{-inf}^{e_1} F = Σ (e_1 − x) / n
+    integral[1:-1] = np.diff(edges) * gap_at_right[1:-1] - offset_gap[1:-1]
+    integral[-1] = -offset_gap[-1]  # ∫_{e_k}^{inf} (1 − F) = Σ (x − e_k) / n
+    lower = float(np.sum(np.abs(integral)))
+    gap_at_left = np.r_[0.0, gap_at_right[:-1]]
+    low, high = gap_at_left - cur_share, gap_at_left + ref_share
+    straddles = (low < 0) & (high > 0)
+    data_low = min(reference.minimum, current.minimum)
+    data_high = max(reference.maximum, current.maximum)
+    widths = np.minimum(np.r_[edges, np.inf], data_high) - np.maximum(
+        np.r_[-np.inf, edges], data_low
+    )
+    widths = np.maximum(widths, 0.0)
+    slack = 2.0 * widths * np.minimum(high, -low)
+    return lower, float(np.sum(slack[straddles]))
+
+
+def _binned_ks(reference: _NumericSide, current: _NumericSide) -> tuple[float, float, float]:
+    """KS D read at the reference edges (a lower bound), the gap to its upper bound, p-value.
+
+    Both CDFs are exact at the edges, so D ≥ max_e |F_ref(e) − F_cur(e)|; inside bin j the gap
+    can move at most by the bin's share of either side, which gives the upper bound.
+    """
+    assert reference.histogram is not None and current.histogram is not None
+    ref_share = reference.histogram / reference.histogram.sum()
+    cur_share = current.histogram / current.histogram.sum()
+    gap_before = np.r_[0.0, np.cumsum(ref_share - cur_share)[:-1]]  # at each bin's left edge
+    lower = float(np.max(np.abs(gap_before)))
+    upper = float(
+        np.max(np.maximum(np.abs(gap_before - cur_share), np.abs(gap_before + ref_share)))
+    )
+    upper = min(upper, 1.0)
+    n1, n2 = float(reference.count), float(current.count)
+    p_value = float(stats.kstwo.sf(lower, np.round(n1 * n2 / (n1 + n2))))
+    return lower, upper - lower, p_value
+
+
+# ------------------------------------------------------------------------------------ options
+
+
+@dataclass(frozen=True)
+class _Options:
+    method: str | None
+    per_column_method: Mapping[str, str]
+    threshold: float | None
+    per_column_threshold: Mapping[str, float]
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        columns: Sequence[str],
+        method: str | None,
+        per_column_method: Mapping[str, str] | None,
+        threshold: float | None,
+        per_column_threshold: Mapping[str, float] | None,
+    ) -> "_Options":
+        per_column_method = dict(per_column_method or {})
+        per_column_threshold = dict(per_column_threshold or {})
+        for name in (method, *per_column_method.values()):
+            if name is not None and name not in METHODS:
+                raise ConfigError(
+                    f"unknown drift method {name!r}; known methods: {', '.join(METHODS)}"
+                )
+        for value in (threshold, *per_column_threshold.values()):
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value <= 0
+            ):
+                raise ConfigError(f"drift threshold must be a positive number, got {value!r}")
+        for option, mapping in (
+            ("per_column_method", per_column_method),
+            ("per_column_threshold", per_column_threshold),
+        ):
+            for column in mapping:
+                if column not in columns:
+                    raise ConfigError(
+                        f"{option} names column {column!r}, which is not being checked "
+                        f"(columns: {', '.join(columns)})"
+                    )
+        return cls(method, per_column_method, threshold, per_column_threshold)
+
+    def method_for(self, column: str) -> str | None:
+        return self.per_column_method.get(column, self.method)
+
+    def threshold_for(self, column: str, method: str) -> float:
+        value = self.per_column_threshold.get(column, self.threshold)
+        if value is None:
+            return DEFAULT_THRESHOLDS[method]
+        if DECISIONS[method] != STATISTIC_AT_OR_ABOVE and value > 1:
+            raise ConfigError(
+                f"threshold {value} for column {column!r} is not a significance level: "
+                f"method {method!r} compares p-values, so the threshold must be in (0, 1]"
+            )
+        return float(value)
+
+
+# ---------------------------------------------------------------------------------- scoring
+
+
+def _result(
+    column: str,
+    method: str,
+    statistic: float,
+    p_value: float | None,
+    threshold: float,
+    *,
+    column_type: str,
+    reference_rows: int,
+    current_rows: int,
+    null_fraction: float,
+    mean: float | None,
+    approximate: bool = False,
+    error_bound: float | None = None,
+) -> DriftResult:
+    return DriftResult(
+        column=column,
+        method=method,
+        statistic=float(statistic),
+        p_value=None if p_value is None else float(p_value),
+        threshold=threshold,
+        drifted=bool(_decide(method, statistic, p_value, threshold)),
+        decision=DECISIONS[method],
+        column_type=column_type,
+        reference_rows=reference_rows,
+        current_rows=current_rows,
+        approximate=approximate,
+        error_bound=error_bound,
+        current_null_fraction=null_fraction,
+        current_mean=mean,
+    )
+
+
+def _counts_statistic(
+    method: str, keys: np.ndarray, reference_counts: np.ndarray, current_counts: np.ndarray
+) -> tuple[float, float | None]:
+    if method == CHISQUARE:
+        return _chisquare(reference_counts, current_counts)
+    if method == Z:
+        return _z_test(keys, reference_counts, current_counts)
+    reference_share = reference_counts / reference_counts.sum()
+    current_share = current_counts / current_counts.sum()
+    if method == JENSENSHANNON:
+        return _jensenshannon(reference_share, current_share), None
+    return _psi(reference_share, current_share), None
+
+
+def _score_numeric(
+    column: str, reference: _NumericSide, current: _NumericSide, options: _Options
+) -> DriftResult:
+    requested = options.method_for(column)
+    reference_distinct = reference.distinct_count  # None: more than the profile's cap
+    current_distinct = current.distinct_count
+    assert current_distinct is not None  # the current side is always raw
+    # Evidently infers integer columns with ≤ 10 values (in the current batch) as categorical;
+    # that needs the reference's value counts, which a binned profile no longer has.
+    column_type = NUMERICAL
+    if (
+        current.integer
+        and current_distinct <= INTEGER_CARDINALITY_LIMIT
+        and reference_distinct is not None
+    ):
+        column_type = CATEGORICAL
+    keys: np.ndarray | None = None
+    if reference.exact:
+        keys = _union_keys(reference, current)
+    # The automatic choice only asks whether n_unique exceeds 2 or 5.
+    n_unique = None if keys is None else len(keys)
+    method = requested or choose_method(column_type, reference.count, n_unique)
+    threshold = options.threshold_for(column, method)
+
+    def emit(
+        statistic: float,
+        p_value: float | None,
+        *,
+        approximate: bool = False,
+        error_bound: float | None = None,
+    ) -> DriftResult:
+        return _result(
+            column,
+            method,
+            statistic,
+            p_value,
+            threshold,
+            column_type=column_type,
+            reference_rows=reference.count,
+            current_rows=current.count,
+            null_fraction=1.0 - current.count / current.rows,
+            mean=current.mean,
+            approximate=approximate,
+            error_bound=error_bound,
+        )
+
+    if method == KS:
+        if reference.exact:
+            ks = stats.ks_2samp(reference.sample(), current.sample())
+            return emit(float(ks.statistic), float(ks.pvalue))  # type: ignore[attr-defined]
+        statistic, bound, p_value = _binned_ks(reference, _bin_like(current, reference))
+        return emit(statistic, p_value, approximate=True, error_bound=bound)
+    if method == WASSERSTEIN:
+        norm = max(reference.spread, _WASSERSTEIN_MIN_NORM)
+        if reference.sorted_values is not None:
+            distance = _wasserstein_sorted(reference.sorted_values, current.sample())
+            return emit(distance / norm, None)
+        if reference.exact_values is not None and reference.exact_counts is not None:
+            distance = _wasserstein_sorted(
+                reference.exact_values, current.sample(), reference.exact_counts
+            )
+            return emit(distance / norm, None)
+        estimate, bound = _binned_wasserstein(reference, _bin_like(current, reference))
+        return emit(estimate / norm, None, approximate=True, error_bound=bound / norm)
+    # Counting methods. Evidently bins JS/PSI of numerical columns with > 20 reference values
+    # on Sturges edges over reference + current; χ², Z and the rest count distinct values.
+    sturges = (
+        method in (JENSENSHANNON, PSI)
+        and column_type == NUMERICAL
+        and (reference_distinct is None or reference_distinct > 20)
+    )
+    if sturges:
+        edges = _sturges_edges(
+            min(reference.minimum, current.minimum),
+            max(reference.maximum, current.maximum),
+            reference.count + current.count,
+            reference.integer and current.integer,
+        )
+        statistic, p_value = _counts_statistic(
+            method, edges, reference.histogram_counts(edges), current.histogram_counts(edges)
+        )
+        return emit(statistic, p_value, approximate=not reference.exact)
+    if keys is None and reference.exact:
+        keys = _union_keys(reference, current, force=True)
+    if keys is not None:
+        statistic, p_value = _counts_statistic(
+            method, keys, reference.counts_on(keys), current.counts_on(keys)
+        )
+        return emit(statistic, p_value)
+    # A test on counts forced onto a binned numeric reference: its quantile bins are the keys.
+    current_binned = _bin_like(current, reference)
+    assert reference.histogram is not None and current_binned.histogram is not None
+    occupied = (reference.histogram + current_binned.histogram) > 0
+    statistic, p_value = _counts_statistic(
+        method,
+        np.flatnonzero(occupied).astype(np.float64),
+        reference.histogram[occupied].astype(np.float64),
+        current_binned.histogram[occupied].astype(np.float64),
+    )
+    return emit(statistic, p_value, approximate=True)
+
+
+def _union_keys(
+    reference: _NumericSide, current: _NumericSide, *, force: bool = False
+) -> np.ndarray | None:
+    """Distinct values of reference and current together, or None when there are many.
+
+    Unless forced, skips the work when the reference alone has more than 20 distinct values
+    (and the column is not an integer one Evidently calls categorical): then no rule
+    (n_unique ≤ 5, ≤ 2) and no counting of distinct values applies.
+    """
+    reference_count = reference.distinct_count
+    current_count = current.distinct_count
+    small_integer = current.integer and current_count is not None and current_count <= 10
+    if not force and not small_integer and (reference_count is None or reference_count > 20):
+        return None
+    reference_distinct, current_distinct = reference.distinct, current.distinct
+    if reference_distinct is None or current_distinct is None:
+        return None
+    return np.union1d(reference_distinct[0], current_distinct[0])
+
+
+def _bin_like(current: _NumericSide, reference: _NumericSide) -> _NumericSide:
+    """The current side with its histogram on the reference's edges (one pass, sorted)."""
+    assert reference.edges is not None and current.sorted_values is not None
+    current.edges = reference.edges
+    current.histogram, current.offsets = histogram_on_edges(current.sorted_values, reference.edges)
+    return current
+
+
+def _score_categorical(
+    column: str,
+    reference_counts: Mapping[str, int],
+    reference_other: int,
+    current_counts: Mapping[str, int],
+    *,
+    reference_rows: int,
+    current_rows: int,
+    current_total: int,
+    options: _Options,
+) -> DriftResult:
+    requested = options.method_for(column)
+    if requested in (KS, WASSERSTEIN):
+        raise ConfigError(
+            f"method {requested!r} needs a numerical column; {column!r} is categorical"
+        )
+    merged_current = dict(current_counts)
+    if reference_other:
+        # The reference profile lumped its rarest categories; lump the current's unknowns too.
+        lumped = sum(count for key, count in current_counts.items() if key not in reference_counts)
+        merged_current = {k: v for k, v in current_counts.items() if k in reference_counts}
+        merged_current[_OTHER] = lumped
+        reference_counts = {**reference_counts, _OTHER: reference_other}
+    keys = sorted(
+        key
+        for key in set(reference_counts) | set(merged_current)
+        if reference_counts.get(key, 0) + merged_current.get(key, 0) > 0
+    )
+    key_array = np.array(keys, dtype=object)
+    reference_array = np.array([reference_counts.get(key, 0) for key in keys], dtype=np.float64)
+    current_array = np.array([merged_current.get(key, 0) for key in keys], dtype=np.float64)
+    reference_total = int(reference_array.sum())
+    method = requested or choose_method(CATEGORICAL, reference_total, len(keys))
+    threshold = options.threshold_for(column, method)
+    statistic, p_value = _counts_statistic(method, key_array, reference_array, current_array)
+    return _result(
+        column,
+        method,
+        statistic,
+        p_value,
+        threshold,
+        column_type=CATEGORICAL,
+        reference_rows=reference_total,
+        current_rows=current_total,
+        null_fraction=1.0 - current_total / current_rows if current_rows else 0.0,
+        mean=None,
+        approximate=bool(reference_other),
+    )
+
+
+# ------------------------------------------------------------------------------ entry points
+
+
+def _check_frame(frame: pd.DataFrame, what: str) -> None:
+    if not isinstance(frame, pd.DataFrame):
+        raise InputDataError(f"the {what} must be a pandas DataFrame, got {type(frame).__name__}")
+    if len(frame) == 0:
+        raise InputDataError(f"the {what} has no rows")
+
+
+def _resolve_columns(
+    available: Sequence[str], current: pd.DataFrame, columns: Sequence[str] | None, what: str
+) -> list[str]:
+    names = list(available) if columns is None else list(columns)
+    if not names:
+        raise InputDataError("no columns to check for drift")
+    for name in names:
+        if name not in available:
+            raise InputDataError(
+                f"column {name!r} is not in the {what} (columns: {', '.join(map(str, available))})"
+            )
+        if name not in current.columns:
+            raise InputDataError(
+                f"column {name!r} of the {what} is missing from the current data "
+                f"(columns: {', '.join(map(str, current.columns))})"
+            )
+    return names
+
+
+def _current_kind(series: pd.Series, name: str, reference_kind: str) -> str:
+    kind = column_kind(series, column=name)
+    check_kind_compatible(name, reference_kind, kind, where="current data")
+    if kind == "empty":
+        raise InsufficientDataError(
+            f"column {name!r} has no non-null values in the current data; drift cannot be computed"
+        )
+    return kind
+
+
+def _score_categorical_series(
+    name: str,
+    reference_counts: Mapping[str, int],
+    reference_other: int,
+    series: pd.Series,
+    options: _Options,
+) -> DriftResult:
+    counts = category_counts(series)
+    total = sum(counts.values())
+    return _score_categorical(
+        name,
+        reference_counts,
+        reference_other,
+        counts,
+        reference_rows=sum(reference_counts.values()) + reference_other,
+        current_rows=len(series),
+        current_total=total,
+        options=options,
+    )
+
+
+def detect_drift(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    *,
+    columns: Sequence[str] | None = None,
+    method: str | None = None,
+    per_column_method: Mapping[str, str] | None = None,
+    threshold: float | None = None,
+    per_column_threshold: Mapping[str, float] | None = None,
+) -> list[DriftResult]:
+    """Test every column (default: all of the reference's) for drift, exactly.
+
+    NaN and ±inf are dropped before testing (as Evidently does). ``method`` /
+    ``per_column_method`` override the automatic choice; ``threshold`` /
+    ``per_column_threshold`` override the method's default threshold. Raises
+    :class:`InputDataError` for an empty frame, an unknown column, incompatible dtypes between
+    reference and current, and :class:`InsufficientDataError` for a column with no values.
+    """
+    _check_frame(reference, "reference")
+    _check_frame(current, "current data")
+    names = _resolve_columns([str(c) for c in reference.columns], current, columns, "reference")
+    options = _Options.build(
+        columns=names,
+        method=method,
+        per_column_method=per_column_method,
+        threshold=threshold,
+        per_column_threshold=per_column_threshold,
+    )
+    results: list[DriftResult] = []
+    for name in names:
+        reference_series = column_series(reference, name)
+        current_series = column_series(current, name)
+        reference_kind = column_kind(reference_series, column=name)
+        if reference_kind == "empty":
+            raise InsufficientDataError(
+                f"column {name!r} has no non-null values in the reference; drift cannot be computed"
+            )
+        kind = _current_kind(current_series, name, reference_kind)
+        if kind in CATEGORICAL_KINDS:
+            reference_counts = category_counts(reference_series)
+            result = _score_categorical_series(name, reference_counts, 0, current_series, options)
+        else:
+            result = _score_numeric(
+                name,
+                _NumericSide.from_series(
+                    reference_series, kind=kind, column=name, where="reference"
+                ),
+                _NumericSide.from_series(
+                    current_series, kind=kind, column=name, where="current data"
+                ),
+                options,
+            )
+        results.append(result)
+    return results
+
+
+def detect_drift_from_profile(
+    reference: DatasetProfile,
+    current: pd.DataFrame,
+    *,
+    columns: Sequence[str] | None = None,
+    method: str | None = None,
+    per_column_method: Mapping[str, str] | None = None,
+    threshold: float | None = None,
+    per_column_threshold: Mapping[str, float] | None = None,
+) -> list[DriftResult]:
+    """Test the current batch against a stored reference profile; the raw reference is not needed.
+
+    Same options, same automatic choice and same statistics as :func:`detect_drift` — exactly
+    so (up to float summation order) wherever the profile kept exact counts:
+
+    * categorical/boolean columns whose reference kept every category (``other == 0``);
+    * numeric columns with at most ``max_exact_values`` distinct reference values (default
+      1000) — which includes every reference of ≤ 1000 rows, so every automatically chosen KS,
+      χ² and Z test is exact.
+
+    Otherwise the result says ``approximate=True``:
+
+    * **Wasserstein** (numeric, many values): the profile keeps, per reference quantile bin,
+      the count and the sum of distances to the bin's edge, which makes ``∫ (F_ref − F_cur)``
+      over every bin exact. ``statistic = Σ_bins |∫_bin (F_ref − F_cur)| / max(σ_ref, 0.001)``
+      is therefore exact unless the two CDFs cross inside a bin, and never above the exact
+      value. ``error_bound`` is rigorous: ``exact − statistic ≤ error_bound =
+      Σ_j 2 · w_j · min(g_j + r_j, c_j − g_j) / max(σ_ref, 0.001)`` over the bins j where
+      the gap ``g_j`` at the bin's left edge could change sign inside it (``r_j``, ``c_j`` the
+      bin's shares of reference and current, ``w_j`` its width within the data's range). With
+      the default 1000 bins plus tail quantiles the bound is a few thousandths of σ for
+      normal or exponential data, ~0.02 σ for lognormal; the observed error is ~1e-4 σ.
+    * **KS** (forced on a binned reference): ``statistic`` is the largest CDF gap at the
+      reference's edges, where both CDFs are exact — a lower bound of D — and
+      ``D ≤ statistic + error_bound`` (the gap moves inside bin j by at most the bin's share
+      of either side). The p-value uses Smirnov's asymptotic distribution, as scipy's
+      ``method="asymp"`` does, at that statistic (so it is an upper bound: conservative).
+    * **Jensen–Shannon / PSI** on > 20 distinct values: the reference's mass in Evidently's
+      Sturges bins is read from the in-bin linear CDF; no rigorous bound (``error_bound`` None).
+    * χ² / Z forced on a binned numeric reference use its quantile bins as categories.
+    * a categorical reference that overflowed ``max_categories`` compares its kept categories
+      plus one bucket for the rest.
+
+    Integer columns with ≤ 10 current values are categorical (as in :func:`detect_drift`) only
+    when the reference profile has exact value counts; otherwise they stay numerical.
+    """
+    if not isinstance(reference, DatasetProfile):
+        raise InputDataError(f"reference must be a DatasetProfile, got {type(reference).__name__}")
+    _check_frame(current, "current data")
+    names = _resolve_columns(list(reference.columns), current, columns, "reference profile")
+    options = _Options.build(
+        columns=names,
+        method=method,
+        per_column_method=per_column_method,
+        threshold=threshold,
+        per_column_threshold=per_column_threshold,
+    )
+    results: list[DriftResult] = []
+    for name in names:
+        profile = reference.columns[name]
+        current_series = column_series(current, name)
+        kind = _current_kind(current_series, name, profile.kind)
+        if isinstance(profile, CategoricalColumnProfile):
+            if profile.count == 0:
+                raise InsufficientDataError(
+                    f"column {name!r} has no values in the reference profile"
+                )
+            kept = {cat: count for cat, count in profile.category_counts().items() if count}
+            result = _score_categorical_series(name, kept, profile.other, current_series, options)
+        else:
+            result = _score_numeric(
+                name,
+                _NumericSide.from_profile(profile),
+                _NumericSide.from_series(
+                    current_series, kind=kind, column=name, where="current data"
+                ),
+                options,
+            )
+        results.append(result)
+    return results

@@ -1,0 +1,739 @@
+"""Mergeable per-batch column profiles, computed once for a reference and stored as JSON.
+
+A :class:`DatasetProfile` summarises each column of a table in a few kilobytes, so drift can be
+scored against it without keeping (or re-reading) the raw reference — the thing Evidently users ask
+for (evidently#506). Profiles of batches that share the reference's bin edges and categories
+*merge* exactly, so a large reference can be profiled partition by partition (in parallel, by
+Dagster's executors) and summed::
+
+    reference = build_reference_profile(first_partition)          # fixes edges and categories
+    for partition in others:
+        reference = merge_profiles(reference, profile_batch(partition, like=reference))
+
+Column kinds (stable identifiers, stored in JSON):
+
+* ``"numeric"`` — int/float (nullable too). Count, nulls (NaN/None), infinite values, min, max,
+  mean and M2 (sum of squared deviations, merged with Chan et al.'s parallel formula), a histogram
+  on the reference's quantile edges with open outer bins ``(-inf, e_1)`` … ``[e_k, +inf)``, and the
+  exact distinct values with their counts while there are at most ``max_exact_values`` of them
+  (so low-cardinality columns — and every reference of ≤ 1000 rows — are scored exactly).
+* ``"datetime"`` — profiled as numbers: seconds since the Unix epoch (UTC).
+* ``"categorical"`` — strings/categories (values are compared as ``str``): counts per category
+  fixed by the reference (its ``max_categories`` most frequent values) plus an ``other`` bucket.
+* ``"boolean"`` — a categorical profile with the fixed categories ``"False"`` and ``"True"``.
+
+Infinite values are kept out of the moments and the histogram (like Evidently, which drops them
+before testing) and counted separately.
+"""
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import numpy as np
+import pandas as pd
+
+from dagster_corrmon.errors import ConfigError, InputDataError, InsufficientDataError
+
+PROFILE_SCHEMA = "corrmon.profile"
+PROFILE_SCHEMA_VERSION = 1
+
+DEFAULT_BINS = 1000
+"""Quantile bins of a numeric reference (plus a few tail quantiles). Many bins keep the scores
+computed from a stored profile tight: the KS statistic is read at the edges, and the
+Wasserstein error bound of ``core.drift`` shrinks with the bin widths."""
+DEFAULT_MAX_CATEGORIES = 1000
+DEFAULT_MAX_EXACT_VALUES = 1000
+"""A numeric column with at most this many distinct values keeps them exactly. 1000 is Evidently's
+small-reference limit, so a reference small enough for KS is always stored exactly."""
+MIN_EXACT_VALUES = 20
+"""Evidently bins numeric data with > 20 distinct values differently; the cap must resolve that."""
+
+NumericKind = Literal["numeric", "datetime"]
+CategoricalKind = Literal["categorical", "boolean"]
+NUMERIC_KINDS: tuple[str, ...] = ("numeric", "datetime")
+CATEGORICAL_KINDS: tuple[str, ...] = ("categorical", "boolean")
+_BOOLEAN_CATEGORIES = ("False", "True")
+_EMPTY = "empty"  # a column with no non-null value: compatible with any kind
+
+
+# --------------------------------------------------------------------------------------- kinds
+
+
+def column_kind(series: pd.Series, *, column: str) -> str:
+    """The profile kind of a column, or ``"empty"`` when it holds no non-null value.
+
+    Raises :class:`InputDataError` naming the column for dtypes that cannot be profiled
+    (complex, timedelta, period, interval, objects that are neither scalars nor strings).
+    """
+    dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return "boolean"
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return "datetime" if series.notna().any() else _EMPTY
+    if isinstance(dtype, pd.CategoricalDtype):
+        return "categorical" if series.notna().any() else _EMPTY
+    if pd.api.types.is_complex_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
+        raise InputDataError(f"column {column!r} has unsupported dtype {dtype}")
+    if pd.api.types.is_numeric_dtype(dtype):
+        return "numeric" if series.notna().any() else _EMPTY
+    if pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
+        inferred = pd.api.types.infer_dtype(series, skipna=True)
+        if inferred == "empty":
+            return _EMPTY
+        if inferred in ("string", "mixed-integer", "categorical"):
+            return "categorical"
+        if inferred == "boolean":
+            return "boolean"
+        if inferred in ("integer", "floating", "mixed-integer-float", "decimal"):
+            return "numeric"
+        if inferred in ("datetime", "datetime64", "date"):
+            return "datetime"
+        raise InputDataError(
+            f"column {column!r} holds values of type {inferred!r} that cannot be profiled "
+            "(expected numbers, strings, booleans or datetimes)"
+        )
+    raise InputDataError(f"column {column!r} has unsupported dtype {dtype}")
+
+
+def is_integer_column(series: pd.Series) -> bool:
+    """Whether the column's dtype is an integer type (Evidently treats those specially)."""
+    return pd.api.types.is_integer_dtype(series.dtype)
+
+
+def numeric_values(series: pd.Series, *, kind: str) -> tuple[np.ndarray, int, int]:
+    """``(finite float64 values, nulls, infinite)`` of a numeric or datetime column.
+
+    Datetimes become seconds since the Unix epoch (aware ones are converted to UTC first).
+    The returned array may share memory with the series: callers must not write to it.
+    """
+    if kind == "datetime" or pd.api.types.is_datetime64_any_dtype(series.dtype):
+        as_datetime = pd.to_datetime(series, utc=True)
+        nanoseconds = as_datetime.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+        missing = np.isnat(nanoseconds)
+        values = nanoseconds.view("int64").astype(np.float64) / 1e9
+        return values[~missing], int(missing.sum()), 0
+    if isinstance(series.dtype, np.dtype) and series.dtype.kind in "fiu":
+        values = series.to_numpy(dtype=np.float64, copy=False)
+    elif pd.api.types.is_object_dtype(series.dtype):
+        numbers = cast(pd.Series, pd.to_numeric(series))
+        values = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+    else:  # pandas nullable Int64/Float64 and friends
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    finite = np.isfinite(values)
+    if finite.all():
+        return values, 0, 0
+    nulls = int(np.isnan(values).sum())
+    finite_values = values[finite]
+    return finite_values, nulls, len(values) - len(finite_values) - nulls
+
+
+def category_counts(series: pd.Series) -> dict[str, int]:
+    """Counts of the non-null values of a column, keyed by ``str(value)``."""
+    counts = series.value_counts(dropna=True, sort=False)
+    result: dict[str, int] = {}
+    for value, count in zip(counts.index, counts.to_numpy(), strict=True):
+        if count:
+            key = str(value)  # 1 and "1" in one object column count together
+            result[key] = result.get(key, 0) + int(count)
+    return result
+
+
+def column_series(frame: pd.DataFrame, name: str) -> pd.Series:
+    """One column as a Series; a name that appears twice is an :class:`InputDataError`."""
+    column = frame[name]
+    if isinstance(column, pd.DataFrame):
+        raise InputDataError(f"column {name!r} appears {column.shape[1]} times in the table")
+    return column
+
+
+def sorted_distinct(sorted_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values and their counts of an ascending array, in one linear pass."""
+    if len(sorted_values) == 0:
+        return sorted_values[:0], np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+    counts = np.diff(np.r_[starts, len(sorted_values)])
+    return sorted_values[starts], counts.astype(np.int64)
+
+
+def histogram_on_edges(
+    sorted_values: np.ndarray, edges: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and offsets of an ascending array in bins ``(-inf, e_1), [e_1, e_2), …, [e_k, inf)``.
+
+    The *offset* of a bin is the sum of the distances of its values from the bin's finite
+    anchor edge: ``Σ (e_1 − x)`` for the first bin, ``Σ (x − e_j)`` for bin ``[e_j, …)``.
+    Offsets are additive (they merge like counts) and make the integral of the CDF over every
+    bin exact, which is what the binned Wasserstein distance of ``core.drift`` needs.
+
+    Why sort-based: on the AVX-512 machines we benchmark on, ``np.sort`` of 1M floats takes ~8 ms
+    while ``np.searchsorted(edges, values)`` into 1000 edges takes ~50 ms. Sorting the batch once,
+    then searching the few edges in it, is the fastest vectorised way to bin — and the sorted batch
+    also yields min, max and the distinct values for free.
+    """
+    below = np.searchsorted(sorted_values, edges, side="left")
+    bounds = np.r_[0, below, len(sorted_values)]
+    counts = np.diff(bounds).astype(np.int64)
+    if len(sorted_values) == 0:
+        return counts, np.zeros(len(counts), dtype=np.float64)
+    # Sums from one cumulative sum, shifted by the median to keep the rounding error small.
+    shift = float(sorted_values[len(sorted_values) // 2])
+    cumulative = np.r_[0.0, np.cumsum(sorted_values - shift)]
+    sums = np.diff(cumulative[bounds])  # Σ (x − shift) per bin
+    anchors = np.r_[edges[:1], edges]
+    offsets = sums - counts * (anchors - shift)  # Σ (x − anchor) per bin
+    offsets[0] = -offsets[0]  # the first bin lies below its anchor
+    return counts, np.maximum(offsets, 0.0)
+
+
+# ------------------------------------------------------------------------------------- profiles
+
+
+@dataclass(frozen=True)
+class NumericColumnProfile:
+    """Summary of one numeric (or datetime, as epoch seconds) column of one batch."""
+
+    name: str
+    kind: str
+    integer: bool  # the dtype was an integer type (Evidently infers column types from it)
+    rows: int
+    nulls: int
+    infinite: int
+    count: int  # finite values: what the moments, the histogram and the tests see
+    minimum: float | None
+    maximum: float | None
+    mean: float
+    m2: float  # sum of squared deviations from the mean
+    edges: tuple[float, ...]  # strictly increasing interior edges of the reference
+    histogram: tuple[int, ...]  # len(edges) + 1 counts; outer bins open
+    offsets: tuple[float, ...]  # per bin, Σ distance from its anchor edge (histogram_on_edges)
+    max_exact_values: int
+    exact_values: tuple[float, ...] | None  # ascending distinct values, None past the cap
+    exact_counts: tuple[int, ...] | None
+
+    @property
+    def distinct(self) -> int | None:
+        """Number of distinct finite values, or None when it exceeds ``max_exact_values``."""
+        return None if self.exact_values is None else len(self.exact_values)
+
+    @property
+    def variance(self) -> float:
+        """Population variance (ddof=0), like ``np.std`` which Evidently norms Wasserstein by."""
+        return self.m2 / self.count if self.count else 0.0
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.variance)
+
+    @property
+    def null_fraction(self) -> float:
+        return self.nulls / self.rows if self.rows else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "integer": self.integer,
+            "rows": self.rows,
+            "nulls": self.nulls,
+            "infinite": self.infinite,
+            "count": self.count,
+            "min": self.minimum,
+            "max": self.maximum,
+            "mean": self.mean,
+            "m2": self.m2,
+            "edges": list(self.edges),
+            "histogram": list(self.histogram),
+            "offsets": list(self.offsets),
+            "max_exact_values": self.max_exact_values,
+            "exact_values": None if self.exact_values is None else list(self.exact_values),
+            "exact_counts": None if self.exact_counts is None else list(self.exact_counts),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "NumericColumnProfile":
+        exact_values = data["exact_values"]
+        exact_counts = data["exact_counts"]
+        profile = cls(
+            name=str(data["name"]),
+            kind=str(data["kind"]),
+            integer=bool(data["integer"]),
+            rows=int(data["rows"]),
+            nulls=int(data["nulls"]),
+            infinite=int(data["infinite"]),
+            count=int(data["count"]),
+            minimum=None if data["min"] is None else float(data["min"]),
+            maximum=None if data["max"] is None else float(data["max"]),
+            mean=float(data["mean"]),
+            m2=float(data["m2"]),
+            edges=tuple(float(edge) for edge in data["edges"]),
+            histogram=tuple(int(count) for count in data["histogram"]),
+            offsets=tuple(float(offset) for offset in data["offsets"]),
+            max_exact_values=int(data["max_exact_values"]),
+            exact_values=None if exact_values is None else tuple(float(v) for v in exact_values),
+            exact_counts=None if exact_counts is None else tuple(int(c) for c in exact_counts),
+        )
+        if not profile.edges or not (
+            len(profile.histogram) == len(profile.offsets) == len(profile.edges) + 1
+        ):
+            raise InputDataError(
+                f"profile of column {profile.name!r} is corrupt: {len(profile.histogram)} "
+                f"histogram counts for {len(profile.edges)} edges"
+            )
+        return profile
+
+
+@dataclass(frozen=True)
+class CategoricalColumnProfile:
+    """Summary of one categorical (or boolean) column of one batch."""
+
+    name: str
+    kind: str
+    rows: int
+    nulls: int
+    count: int  # non-null values
+    categories: tuple[str, ...]  # fixed by the reference, most frequent first
+    counts: tuple[int, ...]
+    other: int  # non-null values outside ``categories``
+    max_categories: int
+
+    @property
+    def null_fraction(self) -> float:
+        return self.nulls / self.rows if self.rows else 0.0
+
+    @property
+    def distinct(self) -> int | None:
+        """Distinct non-null values, or None when some fell into ``other`` (count unknown)."""
+        return None if self.other else sum(1 for count in self.counts if count)
+
+    def category_counts(self) -> dict[str, int]:
+        return {cat: count for cat, count in zip(self.categories, self.counts, strict=True)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "rows": self.rows,
+            "nulls": self.nulls,
+            "count": self.count,
+            "categories": list(self.categories),
+            "counts": list(self.counts),
+            "other": self.other,
+            "max_categories": self.max_categories,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "CategoricalColumnProfile":
+        profile = cls(
+            name=str(data["name"]),
+            kind=str(data["kind"]),
+            rows=int(data["rows"]),
+            nulls=int(data["nulls"]),
+            count=int(data["count"]),
+            categories=tuple(str(cat) for cat in data["categories"]),
+            counts=tuple(int(count) for count in data["counts"]),
+            other=int(data["other"]),
+            max_categories=int(data["max_categories"]),
+        )
+        if len(profile.categories) != len(profile.counts):
+            raise InputDataError(
+                f"profile of column {profile.name!r} is corrupt: {len(profile.counts)} counts "
+                f"for {len(profile.categories)} categories"
+            )
+        return profile
+
+
+ColumnProfile = NumericColumnProfile | CategoricalColumnProfile
+
+
+@dataclass(frozen=True)
+class DatasetProfile:
+    """Profiles of the columns of one batch (or of the merge of several batches)."""
+
+    rows: int
+    columns: Mapping[str, ColumnProfile] = field(default_factory=dict)
+    schema_version: int = PROFILE_SCHEMA_VERSION
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(self.columns)
+
+    def column(self, name: str) -> ColumnProfile:
+        """The profile of one column; :class:`InputDataError` listing the known ones if absent."""
+        try:
+            return self.columns[name]
+        except KeyError:
+            known = ", ".join(self.columns) or "none"
+            raise InputDataError(
+                f"column {name!r} is not in the profile (profiled columns: {known})"
+            ) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": PROFILE_SCHEMA,
+            "schema_version": self.schema_version,
+            "rows": self.rows,
+            "columns": [profile.to_dict() for profile in self.columns.values()],
+        }
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        """Strict JSON (no NaN/Infinity), stable key order."""
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "DatasetProfile":
+        if not isinstance(data, Mapping) or data.get("schema") != PROFILE_SCHEMA:
+            raise InputDataError("not a corrmon profile (missing 'schema': 'corrmon.profile')")
+        version = data.get("schema_version")
+        if version != PROFILE_SCHEMA_VERSION:
+            raise InputDataError(
+                f"profile schema version {version} is not supported "
+                f"(this corrmon reads version {PROFILE_SCHEMA_VERSION}); rebuild the profile"
+            )
+        columns: dict[str, ColumnProfile] = {}
+        try:
+            for entry in data["columns"]:
+                kind = entry["kind"]
+                if kind in NUMERIC_KINDS:
+                    profile: ColumnProfile = NumericColumnProfile.from_dict(entry)
+                elif kind in CATEGORICAL_KINDS:
+                    profile = CategoricalColumnProfile.from_dict(entry)
+                else:
+                    raise InputDataError(f"profile has a column of unknown kind {kind!r}")
+                columns[profile.name] = profile
+            rows = int(data["rows"])
+        except (KeyError, TypeError, ValueError) as error:
+            if isinstance(error, InputDataError):
+                raise
+            raise InputDataError(f"profile is corrupt: {error!r}") from error
+        return cls(rows=rows, columns=columns, schema_version=PROFILE_SCHEMA_VERSION)
+
+    @classmethod
+    def from_json(cls, text: str) -> "DatasetProfile":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise InputDataError(f"profile is not valid JSON: {error}") from error
+        return cls.from_dict(data)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json(), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "DatasetProfile":
+        file = Path(path)
+        if not file.is_file():
+            raise InputDataError(f"{file}: no such profile file")
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise InputDataError(f"{file}: cannot read profile: {error}") from error
+        try:
+            return cls.from_json(text)
+        except InputDataError as error:
+            raise InputDataError(f"{file}: {error}") from error
+
+
+# ------------------------------------------------------------------------------------ building
+
+
+def _check_positive_int(name: str, value: int, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
+
+
+def _select_columns(frame: pd.DataFrame, columns: Sequence[str] | None, what: str) -> list[str]:
+    if not isinstance(frame, pd.DataFrame):
+        raise InputDataError(f"{what} must be a pandas DataFrame, got {type(frame).__name__}")
+    if len(frame) == 0:
+        raise InputDataError(f"{what} has no rows")
+    names = [str(name) for name in frame.columns] if columns is None else list(columns)
+    if not names:
+        raise InputDataError(f"{what} has no columns to profile")
+    for name in names:
+        if name not in frame.columns:
+            known = ", ".join(map(str, frame.columns))
+            raise InputDataError(f"column {name!r} is not in the {what} (columns: {known})")
+    return names
+
+
+def _quantile_edges(sorted_values: np.ndarray, bins: int) -> np.ndarray:
+    """Strictly increasing interior edges at the reference's quantiles (linear interpolation).
+
+    The ``i / bins`` quantiles, plus tail quantiles at ``10^-j / bins`` and ``1 − 10^-j / bins``
+    down to one value's share: the open outer bins then hold about one value each, which keeps
+    the binned Wasserstein error bound of ``core.drift`` small for heavy-tailed data.
+    """
+    tail_levels: list[float] = []
+    level = 0.1 / bins
+    while level >= 1.0 / max(len(sorted_values), 1):
+        tail_levels.append(level)
+        level /= 10
+    probabilities = np.r_[tail_levels, np.arange(1, bins) / bins, 1.0 - np.array(tail_levels)]
+    edges = np.quantile(sorted_values, np.sort(probabilities))
+    return np.unique(edges)
+
+
+def _numeric_profile(
+    name: str,
+    series: pd.Series,
+    kind: str,
+    *,
+    edges: np.ndarray,
+    max_exact_values: int,
+) -> NumericColumnProfile:
+    values, nulls, infinite = numeric_values(series, kind=kind)
+    sorted_values = np.sort(values)
+    count = len(sorted_values)
+    counts, offsets = histogram_on_edges(sorted_values, edges)
+    distinct_values, distinct_counts = sorted_distinct(sorted_values)
+    keep_exact = len(distinct_values) <= max_exact_values
+    mean = float(np.mean(sorted_values)) if count else 0.0
+    m2 = float(np.sum(np.square(sorted_values - mean))) if count else 0.0
+    return NumericColumnProfile(
+        name=name,
+        kind=kind,
+        integer=is_integer_column(series),
+        rows=len(series),
+        nulls=nulls,
+        infinite=infinite,
+        count=count,
+        minimum=float(sorted_values[0]) if count else None,
+        maximum=float(sorted_values[-1]) if count else None,
+        mean=mean,
+        m2=m2,
+        edges=tuple(float(edge) for edge in edges),
+        histogram=tuple(int(c) for c in counts),
+        offsets=tuple(float(offset) for offset in offsets),
+        max_exact_values=max_exact_values,
+        exact_values=tuple(float(v) for v in distinct_values) if keep_exact else None,
+        exact_counts=tuple(int(c) for c in distinct_counts) if keep_exact else None,
+    )
+
+
+def _categorical_profile(
+    name: str, series: pd.Series, kind: str, *, categories: Sequence[str], max_categories: int
+) -> CategoricalColumnProfile:
+    counts = category_counts(series)
+    kept = [counts.get(category, 0) for category in categories]
+    count = sum(counts.values())
+    return CategoricalColumnProfile(
+        name=name,
+        kind=kind,
+        rows=len(series),
+        nulls=int(series.isna().sum()),
+        count=count,
+        categories=tuple(categories),
+        counts=tuple(kept),
+        other=count - sum(kept),
+        max_categories=max_categories,
+    )
+
+
+def build_reference_profile(
+    frame: pd.DataFrame,
+    *,
+    columns: Sequence[str] | None = None,
+    bins: int = DEFAULT_BINS,
+    max_categories: int = DEFAULT_MAX_CATEGORIES,
+    max_exact_values: int = DEFAULT_MAX_EXACT_VALUES,
+) -> DatasetProfile:
+    """Profile a reference table, fixing the bin edges and categories later batches reuse.
+
+    Numeric edges are the reference's ``1/bins … (bins-1)/bins`` quantiles (duplicates dropped);
+    categories are its ``max_categories`` most frequent values (ties broken by value). Every
+    profiled column needs at least one non-null value here: a reference cannot describe nothing.
+    """
+    _check_positive_int("bins", bins, 2)
+    _check_positive_int("max_categories", max_categories, 1)
+    _check_positive_int("max_exact_values", max_exact_values, MIN_EXACT_VALUES)
+    names = _select_columns(frame, columns, "reference")
+    profiles: dict[str, ColumnProfile] = {}
+    for name in names:
+        series = column_series(frame, name)
+        kind = column_kind(series, column=name)
+        if kind == _EMPTY:
+            raise InsufficientDataError(
+                f"column {name!r} has no non-null values in the reference; cannot profile it"
+            )
+        if kind in NUMERIC_KINDS:
+            values, _, _ = numeric_values(series, kind=kind)
+            if len(values) == 0:
+                raise InsufficientDataError(
+                    f"column {name!r} has no finite values in the reference; cannot profile it"
+                )
+            profiles[name] = _numeric_profile(
+                name,
+                series,
+                kind,
+                edges=_quantile_edges(np.sort(values), bins),
+                max_exact_values=max_exact_values,
+            )
+        elif kind == "boolean":
+            profiles[name] = _categorical_profile(
+                name, series, kind, categories=_BOOLEAN_CATEGORIES, max_categories=2
+            )
+        else:
+            counts = category_counts(series)
+            ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+            categories = [category for category, _ in ranked[:max_categories]]
+            profiles[name] = _categorical_profile(
+                name, series, kind, categories=categories, max_categories=max_categories
+            )
+    return DatasetProfile(rows=len(frame), columns=profiles)
+
+
+def check_kind_compatible(name: str, reference_kind: str, kind: str, *, where: str) -> None:
+    """Raise :class:`InputDataError` when a column changed kind against its reference."""
+    if kind not in (_EMPTY, reference_kind):
+        raise InputDataError(
+            f"column {name!r} is {reference_kind} in the reference but {kind} in the {where} "
+            "(incompatible dtypes)"
+        )
+
+
+def profile_batch(frame: pd.DataFrame, *, like: DatasetProfile) -> DatasetProfile:
+    """Profile a batch on the edges and categories of ``like`` (usually the reference).
+
+    One vectorised pass per column (a sort, then the edges searched in it). The result merges
+    with ``like`` and with every other batch profiled like it. Extra columns in ``frame`` are
+    ignored; a missing column or one whose kind changed is an :class:`InputDataError`.
+    """
+    names = _select_columns(frame, list(like.columns), "batch")
+    profiles: dict[str, ColumnProfile] = {}
+    for name in names:
+        reference = like.columns[name]
+        series = column_series(frame, name)
+        kind = column_kind(series, column=name)
+        check_kind_compatible(name, reference.kind, kind, where="batch")
+        if isinstance(reference, NumericColumnProfile):
+            profiles[name] = _numeric_profile(
+                name,
+                series,
+                reference.kind,
+                edges=np.asarray(reference.edges, dtype=np.float64),
+                max_exact_values=reference.max_exact_values,
+            )
+        else:
+            profiles[name] = _categorical_profile(
+                name,
+                series,
+                reference.kind,
+                categories=reference.categories,
+                max_categories=reference.max_categories,
+            )
+    return DatasetProfile(rows=len(frame), columns=profiles)
+
+
+# ------------------------------------------------------------------------------------- merging
+
+
+def _merge_numeric(a: NumericColumnProfile, b: NumericColumnProfile) -> NumericColumnProfile:
+    if a.edges != b.edges:
+        raise InputDataError(
+            f"cannot merge profiles of column {a.name!r}: different bin edges "
+            "(profile every batch with like= the same reference)"
+        )
+    if a.max_exact_values != b.max_exact_values:
+        raise InputDataError(
+            f"cannot merge profiles of column {a.name!r}: different max_exact_values "
+            f"({a.max_exact_values} vs {b.max_exact_values})"
+        )
+    count = a.count + b.count
+    if a.count == 0 or b.count == 0:
+        mean, m2 = (b.mean, b.m2) if a.count == 0 else (a.mean, a.m2)
+    else:
+        # Chan, Golub & LeVeque (1979): exact pairwise combination of mean and M2.
+        delta = b.mean - a.mean
+        mean = a.mean + delta * b.count / count
+        m2 = a.m2 + b.m2 + delta * delta * a.count * b.count / count
+    minima = [value for value in (a.minimum, b.minimum) if value is not None]
+    maxima = [value for value in (a.maximum, b.maximum) if value is not None]
+    exact_values: tuple[float, ...] | None = None
+    exact_counts: tuple[int, ...] | None = None
+    if a.exact_values is not None and b.exact_values is not None:
+        assert a.exact_counts is not None and b.exact_counts is not None
+        merged: dict[float, int] = dict(zip(a.exact_values, a.exact_counts, strict=True))
+        for value, value_count in zip(b.exact_values, b.exact_counts, strict=True):
+            merged[value] = merged.get(value, 0) + value_count
+        if len(merged) <= a.max_exact_values:
+            ordered = sorted(merged.items())
+            exact_values = tuple(value for value, _ in ordered)
+            exact_counts = tuple(value_count for _, value_count in ordered)
+    return replace(
+        a,
+        integer=a.integer and b.integer,
+        rows=a.rows + b.rows,
+        nulls=a.nulls + b.nulls,
+        infinite=a.infinite + b.infinite,
+        count=count,
+        minimum=min(minima) if minima else None,
+        maximum=max(maxima) if maxima else None,
+        mean=mean,
+        m2=m2,
+        histogram=tuple(x + y for x, y in zip(a.histogram, b.histogram, strict=True)),
+        offsets=tuple(x + y for x, y in zip(a.offsets, b.offsets, strict=True)),
+        exact_values=exact_values,
+        exact_counts=exact_counts,
+    )
+
+
+def _merge_categorical(
+    a: CategoricalColumnProfile, b: CategoricalColumnProfile
+) -> CategoricalColumnProfile:
+    if a.categories != b.categories:
+        raise InputDataError(
+            f"cannot merge profiles of column {a.name!r}: different categories "
+            "(profile every batch with like= the same reference)"
+        )
+    return replace(
+        a,
+        rows=a.rows + b.rows,
+        nulls=a.nulls + b.nulls,
+        count=a.count + b.count,
+        counts=tuple(x + y for x, y in zip(a.counts, b.counts, strict=True)),
+        other=a.other + b.other,
+    )
+
+
+def merge_profiles(a: DatasetProfile, b: DatasetProfile) -> DatasetProfile:
+    """The profile of the concatenation of the two batches ``a`` and ``b`` describe.
+
+    Both must cover the same columns with the same edges and categories (i.e. come from
+    :func:`build_reference_profile` / :func:`profile_batch` with the same reference).
+    """
+    if list(a.columns) != list(b.columns):
+        raise InputDataError(
+            f"cannot merge profiles of different columns: {list(a.columns)} vs {list(b.columns)}"
+        )
+    merged: dict[str, ColumnProfile] = {}
+    for name, left in a.columns.items():
+        right = b.columns[name]
+        if left.kind != right.kind:
+            raise InputDataError(
+                f"cannot merge profiles of column {name!r}: {left.kind} vs {right.kind}"
+            )
+        if isinstance(left, NumericColumnProfile) and isinstance(right, NumericColumnProfile):
+            merged[name] = _merge_numeric(left, right)
+        elif isinstance(left, CategoricalColumnProfile) and isinstance(
+            right, CategoricalColumnProfile
+        ):
+            merged[name] = _merge_categorical(left, right)
+        else:  # same kind string but different classes: a hand-edited profile
+            raise InputDataError(f"cannot merge profiles of column {name!r}: corrupt profile")
+    return DatasetProfile(rows=a.rows + b.rows, columns=merged)
+
+
+def merge_all(profiles: Iterable[DatasetProfile]) -> DatasetProfile:
+    """Merge any number of batch profiles (at least one)."""
+    iterator = iter(profiles)
+    try:
+        total = next(iterator)
+    except StopIteration:
+        raise InputDataError("merge_all needs at least one profile") from None
+    for profile in iterator:
+        total = merge_profiles(total, profile)
+    return total
