@@ -12,6 +12,7 @@ row counts, ``approximate``, ``error_bound``, ``current_null_fraction``, ``curre
 """
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -209,4 +210,6 @@ def drift_command(
     else:
         click.echo(format_table(results))
     if fail_on_drift and any(result.drifted for result in results):
-        raise click.exceptions.Exit(1)
+        # Not click's Exit: cli.main runs click with standalone_mode=False, which turns an
+        # Exit into a return value that main() then drops.
+        sys.exit(1)
