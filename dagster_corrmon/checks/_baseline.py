@@ -24,7 +24,7 @@ import numpy as np
 from dagster_corrmon.checks._common import history_points, positive_int, to_severity
 from dagster_corrmon.core.baseline import Direction, fit_baseline
 from dagster_corrmon.core.incident import IncidentStatus
-from dagster_corrmon.core.signal import Severity, SignalKind
+from dagster_corrmon.core.signal import Severity, SignalKind, ensure_utc
 from dagster_corrmon.errors import ConfigError, InsufficientDataError
 from dagster_corrmon.store import CorrmonStore
 
@@ -175,7 +175,8 @@ def judge_against_history(
     try:
         baseline = fit_baseline(
             values,
-            np.array(times, dtype="datetime64[ns]"),
+            # naive UTC: numpy has no time zones (and warns when handed aware datetimes)
+            np.array([ensure_utc(t).replace(tzinfo=None) for t in times], dtype="datetime64[ns]"),
             method=policy.method,  # type: ignore[arg-type]  # validated in BaselinePolicy
             exclude=windows,
             seasonality=policy.seasonality,  # type: ignore[arg-type]

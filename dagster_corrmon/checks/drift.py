@@ -69,7 +69,7 @@ def importance_shares(importances: Mapping[str, float]) -> dict[str, float]:
     """Each feature's share of the total positive importance (features ≤ 0 get 0).
 
     Examples:
-        >>> importance_shares({"a": 0.3, "b": 0.1, "c": -0.02})
+        >>> importance_shares({"a": 3.0, "b": 1.0, "c": -0.5})
         {'a': 0.75, 'b': 0.25, 'c': 0.0}
     """
     positive = {name: max(float(value), 0.0) for name, value in importances.items()}
