@@ -1,0 +1,1 @@
+"""The correlation layer: sensor → job → attribution → incident → annotation → retrain."""

@@ -1,0 +1,559 @@
+"""One correlation pass for one model: gather → attribute → incident → affected runs → annotate.
+
+Runs inside the correlation job (a real Dagster job). Every write is idempotent — the incident id
+is derived from the model, the metric and the shift's onset, tags overwrite, signals are keyed —
+so a retried or repeated run never duplicates an incident and never loses a signal.
+"""
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from dagster_corrmon import instance_api
+from dagster_corrmon.core.attribution import (
+    AttributionResult,
+    attribute_performance_shift,
+    explain_attribution,
+)
+from dagster_corrmon.core.incident import (
+    DATA_FAULT_CLASSES,
+    AffectedRun,
+    Cause,
+    Incident,
+    IncidentClass,
+    IncidentStatus,
+)
+from dagster_corrmon.core.lineage import (
+    ProvenanceRecord,
+    ancestors_with_distance,
+    descendants_with_distance,
+    runs_consuming,
+)
+from dagster_corrmon.core.signal import Severity, Signal, SignalKind
+from dagster_corrmon.correlation.gather import (
+    MetricPoints,
+    build_candidates,
+    build_metric_series,
+    feature_importances_from_signals,
+)
+from dagster_corrmon.correlation.model import MonitoredModel
+from dagster_corrmon.errors import InsufficientDataError
+from dagster_corrmon.store import CorrmonStore
+
+INCIDENT_TAG = "corrmon/incident"
+CAUSE_TAG = "corrmon/suspected_cause"
+AT_RISK_TAG = "corrmon/at_risk"
+INCIDENT_CHECK_NAME = "corrmon_incident"
+_ACTIVE = (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CorrelationOutcome:
+    """What one pass concluded and wrote."""
+
+    model: str
+    result: AttributionResult | None
+    incident: Incident | None
+    tagged_runs: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+
+
+def upstream_map(asset_graph: dg.AssetSelection | object) -> dict[str, list[str]]:
+    """``{asset: [direct upstream assets]}`` (user strings) from a repository's asset graph."""
+    graph = asset_graph.asset_dep_graph["upstream"]  # type: ignore[attr-defined]
+    return {
+        key.to_user_string(): sorted(parent.to_user_string() for parent in parents)
+        for key, parents in graph.items()
+    }
+
+
+def lineage_from_provenance(
+    instance: dg.DagsterInstance, roots: Sequence[dg.AssetKey]
+) -> dict[str, list[str]]:
+    """``{asset: [upstream assets]}`` walked back from ``roots`` through recorded provenance.
+
+    Every materialization records the upstream assets it consumed
+    (``dagster/input_data_version/<key>``), so the lineage that actually fed a model can be
+    recovered from the instance alone — used where no repository is at hand (a job executed
+    in-process, a script), and it reflects what ran rather than what is declared.
+    """
+    lineage: dict[str, list[str]] = {}
+    frontier = [key.to_user_string() for key in roots]
+    while frontier:
+        asset = frontier.pop()
+        if asset in lineage:
+            continue
+        record = instance_api.latest_materialization(instance, dg.AssetKey.from_user_string(asset))
+        parents = sorted(record.input_data_versions) if record is not None else []
+        lineage[asset] = parents
+        frontier.extend(parent for parent in parents if parent not in lineage)
+    return lineage
+
+
+def lineage_for(
+    context: dg.OpExecutionContext, roots: Sequence[dg.AssetKey]
+) -> dict[str, list[str]]:
+    """The declared asset graph when the run knows its repository, else recorded provenance."""
+    try:
+        repository = context.repository_def
+    except dg.DagsterInvariantViolationError:
+        repository = None
+    except Exception as error:
+        if type(error).__name__ != "CheckError":
+            raise
+        repository = None
+    if repository is not None:
+        return upstream_map(repository.asset_graph)
+    return lineage_from_provenance(context.instance, roots)
+
+
+def short_id(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:12]
+
+
+def tag_value(text: str) -> str:
+    """A run-tag value within Dagster's conventions: ``[A-Za-z0-9_.-]``, at most 63 characters."""
+    cleaned = "".join(ch if ch.isalnum() or ch in "_.-" else "_" for ch in text)
+    if len(cleaned) <= 63:
+        return cleaned
+    return f"{cleaned[:50]}.{short_id(text)}"
+
+
+def correlate(
+    *,
+    instance: dg.DagsterInstance,
+    store: CorrmonStore,
+    model: MonitoredModel,
+    lineage: Mapping[str, Sequence[str]],
+    now: datetime,
+    seed: int = 0,
+    log: dg.DagsterLogManager | None = None,
+) -> CorrelationOutcome:
+    """Explain the model's latest performance shift, record the incident and annotate runs."""
+    evaluation = model.evaluation.to_user_string()
+    distances = ancestors_with_distance(lineage, evaluation)
+    metric_signals = store.read_signals(asset_key=evaluation, name=model.metric)
+    found = build_metric_series(
+        metric_signals,
+        asset_key=evaluation,
+        metric=model.metric,
+        higher_is_better=model.higher_is_better,
+    )
+    if found is None:
+        return CorrelationOutcome(
+            model=model.name,
+            result=None,
+            incident=None,
+            tagged_runs=(),
+            notes=(f"no {model.metric!r} signals on {evaluation} yet",),
+        )
+    metric, points = found
+    metric, points = _recent(metric, points, model.lookback_partitions)
+    start = points.times[0] - timedelta(days=1)
+    upstream_signals = store.read_signals(asset_keys=sorted(distances), start=start)
+    candidates = build_candidates(upstream_signals, points=points, distances=distances)
+    exclude = _excluded_partitions(store, model, points)
+    repair = model.repair(instance) if model.repair is not None else None
+    try:
+        result = attribute_performance_shift(
+            metric,
+            candidates,
+            repair=repair,
+            config=model.config,
+            feature_importances=feature_importances_from_signals(upstream_signals) or None,
+            lineage=lineage,
+            exclude=exclude,
+            seed=seed,
+        )
+    except InsufficientDataError as error:
+        # Too little history to judge a shift yet: not an error of the run, and upstream faults
+        # are still flagged (at risk) by the caller.
+        return CorrelationOutcome(
+            model=model.name, result=None, incident=None, tagged_runs=(), notes=(str(error),)
+        )
+    if log is not None:
+        log.info(f"{model.name}: {result.classification.value}, {len(result.causes)} candidates")
+    if result.shift is None:
+        return CorrelationOutcome(
+            model=model.name, result=result, incident=None, tagged_runs=(), notes=result.notes
+        )
+    incident = _incident_for(store, model, result, points, now=now)
+    affected = _affected_runs(instance, model, lineage, incident, result, points)
+    incident = replace(incident, affected_runs=tuple(affected))
+    store.upsert_incident(incident)
+    stored = store.get_incident(incident.id) or incident
+    tagged = annotate_runs(instance, stored)
+    report_incident_check(instance, model, stored)
+    return CorrelationOutcome(
+        model=model.name, result=result, incident=stored, tagged_runs=tagged, notes=result.notes
+    )
+
+
+def _recent(metric, points: MetricPoints, keep: int):
+    if len(points.partitions) <= keep:
+        return metric, points
+    from dagster_corrmon.core.attribution import MetricSeries
+
+    trimmed = MetricSeries(
+        name=metric.name,
+        partitions=metric.partitions[-keep:],
+        values=metric.values[-keep:],
+        higher_is_better=metric.higher_is_better,
+        times=metric.times[-keep:] if metric.times is not None else None,
+        model_asset=metric.model_asset,
+    )
+    return trimmed, MetricPoints(partitions=points.partitions[-keep:], times=points.times[-keep:])
+
+
+def _excluded_partitions(
+    store: CorrmonStore, model: MonitoredModel, points: MetricPoints
+) -> list[tuple[str, str]]:
+    """Confirmed incident windows (resolved / false positive) as partition windows."""
+    windows: list[tuple[str, str]] = []
+    for window_start, window_end in store.incident_windows(model.name):
+        inside = [
+            p
+            for p, t in zip(points.partitions, points.times, strict=True)
+            if window_start <= t <= window_end
+        ]
+        if inside:
+            windows.append((inside[0], inside[-1]))
+    return windows
+
+
+def _incident_for(
+    store: CorrmonStore,
+    model: MonitoredModel,
+    result: AttributionResult,
+    points: MetricPoints,
+    *,
+    now: datetime,
+) -> Incident:
+    shift = result.shift
+    assert shift is not None
+    time_of = dict(zip(points.partitions, points.times, strict=True))
+    onset_time = time_of[shift.onset_partition]
+    # A shift that continues (or whose onset estimate moved a little) updates the active incident
+    # of the same model and metric rather than opening a new one.
+    incident_id = f"inc-{short_id(model.name, model.metric, shift.onset_partition)}"
+    for existing in store.list_incidents(model_asset=model.name):
+        if (
+            existing.metric == model.metric
+            and existing.status in _ACTIVE
+            and existing.onset_time is not None
+            and abs(existing.onset_time - onset_time) <= timedelta(days=14)
+        ):
+            incident_id = existing.id
+            break
+    explaining = result.explaining_causes
+    cited = tuple(dict.fromkeys(key for cause in explaining for key in cause.signal_keys))
+    return Incident(
+        id=incident_id,
+        model_asset=model.name,
+        metric=model.metric,
+        classification=result.classification,
+        consequential=result.consequential,
+        onset_time=onset_time,
+        onset_partition=shift.onset_partition,
+        detected_time=time_of[shift.detection_partition],
+        detected_partition=shift.detection_partition,
+        window_start=onset_time,
+        window_end=time_of[shift.end_partition],
+        baseline_value=shift.baseline_value,
+        observed_value=shift.degraded_value,
+        summary=explain_attribution(result),
+        causes=result.causes[:10],
+        cited_signal_keys=cited,
+        created_at=now,
+        updated_at=now,
+        metadata={"method": result.method, "notes": list(result.notes)},
+    )
+
+
+def _affected_runs(  # noqa: PLR0917 — private helper, called once
+    instance: dg.DagsterInstance,
+    model: MonitoredModel,
+    lineage: Mapping[str, Sequence[str]],
+    incident: Incident,
+    result: AttributionResult,
+    points: MetricPoints,
+) -> list[AffectedRun]:
+    """Exactly the runs that consumed the faulty data versions (transitively), plus, when no
+    version is to blame (concept drift, a missing batch), the scoring runs of the degraded
+    partitions."""
+    shift = result.shift
+    assert shift is not None
+    degraded = set(shift.degraded_partitions)
+    roles = {model.name: "training", model.evaluation.to_user_string(): "evaluation"}
+    if model.predictions is not None:
+        roles[model.predictions.to_user_string()] = "scoring"
+    top = [c for c in result.explaining_causes if c.data_versions][:3]
+    affected: dict[str, AffectedRun] = {}
+    if top:
+        faulty = [
+            pointer
+            for cause in top
+            for pointer in _faulty_materializations(
+                instance, cause.asset_key, cause.data_versions, degraded
+            )
+        ]
+        downstream: set[str] = set()
+        for cause in top:
+            downstream |= set(descendants_with_distance(lineage, cause.asset_key))
+        on_lineage = set(roles) | _between(lineage, model)
+        records = _provenance(instance, sorted(downstream & on_lineage))
+        for item in runs_consuming(records, faulty):
+            role = roles.get(item.record.asset_key, "upstream")
+            run_id = item.record.run_id
+            if run_id and run_id not in affected:
+                affected[run_id] = AffectedRun(
+                    run_id=run_id,
+                    asset_key=item.record.asset_key,
+                    role=role,
+                    partition=item.record.partition,
+                    at_risk=False,
+                    reason=f"consumed a faulty {item.via[0]} materialization ({item.via[1]})",
+                )
+    else:
+        scored = model.predictions or model.evaluation
+        for record in instance_api.materializations_after(
+            instance, scored, partitions=sorted(degraded)
+        ):
+            if record.run_id not in affected:
+                affected[record.run_id] = AffectedRun(
+                    run_id=record.run_id,
+                    asset_key=record.asset_key,
+                    role=roles.get(record.asset_key, "scoring"),
+                    partition=record.partition,
+                    reason=f"scored a degraded partition ({incident.classification.value})",
+                )
+    return sorted(affected.values(), key=lambda run: (run.partition or "", run.run_id))
+
+
+def _between(lineage: Mapping[str, Sequence[str]], model: MonitoredModel) -> set[str]:
+    """Assets on the model's lineage (ancestors of the evaluation asset, and it)."""
+    evaluation = model.evaluation.to_user_string()
+    return set(ancestors_with_distance(lineage, evaluation)) | {evaluation}
+
+
+def _provenance(instance: dg.DagsterInstance, assets: Sequence[str]) -> list[ProvenanceRecord]:
+    """Provenance keyed by materialization storage ids.
+
+    Dagster records, per input, the exact upstream materialization consumed
+    (``dagster/input_event_pointer/<key>``). Pointers are used rather than input data versions
+    because for a partitioned input Dagster records a hash over the consumed partitions'
+    versions, which matches no single upstream materialization.
+    """
+    records: list[ProvenanceRecord] = []
+    for asset in assets:
+        key = dg.AssetKey.from_user_string(asset)
+        for record in instance_api.all_materializations(instance, key):
+            inputs = {up: f"sid:{pointer}" for up, pointer in record.input_event_pointers.items()}
+            for up, version in record.input_data_versions.items():
+                inputs.setdefault(up, version)
+            records.append(
+                ProvenanceRecord(
+                    run_id=record.run_id,
+                    asset_key=record.asset_key,
+                    data_version=f"sid:{record.storage_id}",
+                    input_data_versions=inputs,
+                    partition=record.partition,
+                )
+            )
+    return records
+
+
+def _faulty_materializations(
+    instance: dg.DagsterInstance,
+    asset: str,
+    versions: Sequence[str],
+    partitions: set[str] | None = None,
+) -> list[tuple[str, str]]:
+    """``(asset, "sid:<storage id>")`` of the materializations that produced faulty versions."""
+    wanted = set(versions)
+    found: list[tuple[str, str]] = []
+    for record in instance_api.all_materializations(instance, dg.AssetKey.from_user_string(asset)):
+        if record.data_version not in wanted:
+            continue
+        if (
+            partitions is not None
+            and record.partition is not None
+            and record.partition not in partitions
+        ):
+            continue
+        found.append((asset, f"sid:{record.storage_id}"))
+    return found
+
+
+def _cause_label(cause: Cause | None) -> str:
+    if cause is None:
+        return "none"
+    return f"{cause.asset_key}.{cause.column}" if cause.column else cause.asset_key
+
+
+def annotate_runs(instance: dg.DagsterInstance, incident: Incident) -> tuple[str, ...]:
+    """Tag exactly the incident's affected runs (tags overwrite: re-runs are idempotent)."""
+    cause = incident.top_cause
+    tagged: list[str] = []
+    for run in incident.affected_runs:
+        if instance.get_run_by_id(run.run_id) is None:
+            continue
+        instance_api.add_run_tags(
+            instance,
+            run.run_id,
+            {
+                INCIDENT_TAG: tag_value(incident.id),
+                CAUSE_TAG: tag_value(_cause_label(cause)),
+                AT_RISK_TAG: "true" if run.at_risk else "false",
+                "corrmon/classification": incident.classification.value,
+            },
+        )
+        tagged.append(run.run_id)
+    return tuple(tagged)
+
+
+def report_incident_check(
+    instance: dg.DagsterInstance, model: MonitoredModel, incident: Incident
+) -> None:
+    """Show the incident on the model asset: a ``corrmon_incident`` check result + observation."""
+    severity = dg.AssetCheckSeverity.ERROR if incident.consequential else dg.AssetCheckSeverity.WARN
+    cause = incident.top_cause
+    metadata: dict[str, dg.RawMetadataValue] = {
+        "corrmon/incident": incident.id,
+        "corrmon/classification": incident.classification.value,
+        "corrmon/consequential": bool(incident.consequential),
+        "corrmon/suspected_cause": _cause_label(cause),
+        "corrmon/onset_partition": incident.onset_partition or "",
+        "corrmon/affected_runs": len(incident.affected_runs),
+        "corrmon/explanation": dg.MetadataValue.md(incident.summary or "(no explanation)"),
+    }
+    if cause is not None:
+        metadata["corrmon/cause_score"] = float(cause.score)
+        if cause.repair_recovery is not None:
+            metadata["corrmon/repair_recovery"] = float(cause.repair_recovery)
+    passed = incident.status not in _ACTIVE
+    instance.report_runless_asset_event(
+        dg.AssetCheckEvaluation(
+            asset_key=model.model,
+            check_name=INCIDENT_CHECK_NAME,
+            passed=passed,
+            severity=severity,
+            metadata=metadata,
+            description=f"{incident.classification.value}: {_cause_label(cause)}",
+        )
+    )
+    instance.report_runless_asset_event(
+        dg.AssetObservation(asset_key=model.model, metadata=metadata)
+    )
+
+
+def upstream_fault_signals(
+    store: CorrmonStore, distances: Mapping[str, int], *, since: datetime
+) -> list[Signal]:
+    """Failed ERROR signals on ancestors since a time: the triggers of *at-risk* flagging."""
+    found = store.read_signals(asset_keys=sorted(distances), start=since)
+    return [s for s in found if s.passed is False and s.severity is Severity.ERROR]
+
+
+def flag_at_risk(
+    *,
+    instance: dg.DagsterInstance,
+    store: CorrmonStore,
+    model: MonitoredModel,
+    lineage: Mapping[str, Sequence[str]],
+    faults: Sequence[Signal],
+    now: datetime,
+) -> Incident | None:
+    """Proactive: runs that consumed a faulty upstream version are *at risk* before labels arrive.
+
+    One provisional incident per (model, faulty asset) while it stays open; classified from the
+    fault's kind; not consequential until the metric confirms a loss (the correlation pass then
+    writes the performance incident).
+    """
+    versioned = [s for s in faults if s.data_version]
+    if not versioned:
+        return None
+    first = min(versioned, key=lambda s: s.event_time)
+    kinds = {s.kind for s in versioned}
+    classification = (
+        IncidentClass.UPSTREAM_FAILURE
+        if kinds & {SignalKind.RUN_FAILURE, SignalKind.FRESHNESS}
+        else IncidentClass.DATA_FAULT
+    )
+    incident_id = f"risk-{short_id(model.name, first.asset_key)}"
+    existing = store.get_incident(incident_id)
+    if existing is not None and existing.status not in _ACTIVE:
+        incident_id = f"risk-{short_id(model.name, first.asset_key, first.event_time.isoformat())}"
+    by_asset: dict[str, set[str]] = {}
+    for s in versioned:
+        if s.data_version:
+            by_asset.setdefault(s.asset_key, set()).add(s.data_version)
+    partitions = {s.partition for s in versioned if s.partition is not None} or None
+    faulty = [
+        pointer
+        for asset, versions in sorted(by_asset.items())
+        for pointer in _faulty_materializations(instance, asset, sorted(versions), partitions)
+    ]
+    assets = sorted(by_asset)
+    downstream: set[str] = set()
+    for asset in assets:
+        downstream |= set(descendants_with_distance(lineage, asset))
+    records = _provenance(instance, sorted(downstream & _between(lineage, model)))
+    runs: dict[str, AffectedRun] = {}
+    for item in runs_consuming(records, faulty):
+        run_id = item.record.run_id
+        if run_id and run_id not in runs:
+            runs[run_id] = AffectedRun(
+                run_id=run_id,
+                asset_key=item.record.asset_key,
+                role="upstream",
+                partition=item.record.partition,
+                at_risk=True,
+                reason=f"consumed a {item.via[0]} materialization ({item.via[1]}) failing a check",
+            )
+    cause = Cause(
+        rank=1,
+        kind=first.kind.value,
+        asset_key=first.asset_key,
+        column=first.column,
+        partition=first.partition,
+        event_time=first.event_time,
+        score=1.0,
+        signal_keys=tuple(s.idempotency_key for s in versioned),
+        data_versions=tuple(sorted({v for versions in by_asset.values() for v in versions})),
+        evidence={"check": first.name, "failed_signals": len(versioned)},
+    )
+    incident = Incident(
+        id=incident_id,
+        model_asset=model.name,
+        metric=model.metric,
+        classification=classification,
+        consequential=False,
+        onset_time=first.event_time,
+        onset_partition=first.partition,
+        detected_time=now,
+        window_start=first.event_time,
+        window_end=max(s.event_time for s in versioned),
+        summary=(
+            f"**At risk**: `{_cause_label(cause)}` failed `{first.name}` from partition "
+            f"{first.partition}; {len(runs)} downstream run(s) consumed the faulty data. "
+            "Labels have not confirmed a performance loss yet."
+        ),
+        causes=(cause,),
+        affected_runs=tuple(sorted(runs.values(), key=lambda r: (r.partition or "", r.run_id))),
+        cited_signal_keys=cause.signal_keys,
+        created_at=now,
+        updated_at=now,
+        metadata={"provisional": True},
+    )
+    if classification in DATA_FAULT_CLASSES:
+        store.upsert_incident(incident)
+        annotate_runs(instance, store.get_incident(incident.id) or incident)
+    return incident
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
