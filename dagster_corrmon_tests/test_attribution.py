@@ -3,6 +3,7 @@
 import math
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -507,6 +508,37 @@ def test_lower_is_better_metrics_and_excluded_windows() -> None:
     assert result.shift.baseline_value == pytest.approx(0.40, abs=0.01)
     assert result.classification is IncidentClass.CONCEPT_DRIFT
     assert result.causes == ()
+
+
+def test_a_seasonal_baseline_keeps_a_weekly_pattern_from_hiding_or_faking_the_shift() -> None:
+    rng = np.random.default_rng(6)
+    times = [datetime(2013, 1, 1, tzinfo=UTC) + timedelta(days=i) for i in range(N)]
+    weekend = np.array([0.02 if moment.weekday() >= 5 else 0.0 for moment in times])
+    f1 = 0.80 - weekend + 0.004 * rng.standard_normal(N)
+    f1[ONSET:] -= 0.03
+    metric = MetricSeries(
+        name="f1", partitions=PARTITIONS, values=f1, higher_is_better=True, times=times
+    )
+    seasonal = attribute_performance_shift(
+        metric, [], config=AttributionConfig(seasonality="day_of_week")
+    )
+    assert seasonal.shift is not None
+    assert abs(seasonal.shift.onset_index - ONSET) <= 1
+    assert seasonal.shift.sustained
+    assert seasonal.shift.loss == pytest.approx(0.03, abs=0.005)
+    assert seasonal.classification is IncidentClass.CONCEPT_DRIFT
+    # Without the season, weekends alarm on their own and the change points chase them.
+    plain = attribute_performance_shift(metric, [])
+    assert any("earlier episode" in note for note in plain.notes)
+
+
+def test_no_shift_is_explained_as_such() -> None:
+    rng = np.random.default_rng(2)
+    result = attribute_performance_shift(_f1(0.8 + 0.005 * rng.standard_normal(N)), [])
+    assert result.shift is None
+    assert not result.consequential
+    assert result.classification is IncidentClass.UNKNOWN
+    assert explain_attribution(result).startswith("**f1: no adverse performance shift.**")
 
 
 def test_repair_recovery_is_the_recovered_share_of_the_loss() -> None:

@@ -5,12 +5,18 @@ and the asset graph, and turns the result into an :class:`~dagster_corrmon.core.
 
 The pipeline, in the order :func:`attribute_performance_shift` runs it:
 
-1. **Detect the shift** on the model's metric series (:func:`detect_performance_shift`): an
-   adaptive robust baseline, refitted on every prefix of the series without excluded windows or
-   earlier alarms, flags adverse partitions; the latest *episode* of alarms is the shift. The
-   *detection* partition is its first alarm; the *onset* is the adverse change point
-   (``core.changepoint``) nearest before it, i.e. where the decline began, which for gradual
-   decay is earlier than the first alarm.
+1. **Detect the shift** on the model's metric series (:func:`detect_performance_shift`). A
+   robust baseline (``core.baseline.fit_baseline``: median/MAD, optionally seasonal) is refitted
+   on every prefix of the series, without excluded windows and earlier episodes, and scores the
+   next partition. An adverse alarm opens an *episode* and freezes that baseline (an incident
+   never leaks into its own baseline); the episode stays open while partitions stay degraded
+   and closes once they have recovered (hysteresis). The latest episode is the shift: its first
+   alarm is the *detection*. The *onset* — where the decline began, which for a gradual decay
+   is well before the first alarm — comes from ``core.changepoint``: significant adverse change
+   points in the residuals against the frozen baseline, walked back from the detection while
+   the level before them was still degraded. The shift is *sustained* with enough alarms, a
+   significant change point and a degraded mean; otherwise it counts only if a cause explains
+   it (a lone alarm with no cause is most likely noise).
 2. **Evidence per candidate**, each candidate being a per-partition series on a lineage ancestor
    (null fraction, drift statistic, row count, ...) or a discrete event (code version change,
    run failure, missing batch, schema change, failed check):
@@ -23,7 +29,10 @@ The pipeline, in the order :func:`attribute_performance_shift` runs it:
      series against the other keeps both autocorrelations, which plain Pearson p-values ignore
      (NannyML's ranker reaches 15–43 % false positives at nominal 5 % on AR(1) series). The
      p-value is ``(b + 1) / (m + 1)`` (Phipson & Smyth 2010) and ``A = log(1/p) / log(m + 1)``
-     maps it onto [0, 1], 1 being the smallest p-value the test can produce;
+     maps it onto [0, 1], 1 being the smallest p-value the test can produce. An event enters
+     the test as an indicator series: a step from its partition on for lasting changes (code,
+     schema, data version), a pulse at its partition for one-off ones (run failure, missing or
+     late batch, failed check);
    * *robust shift* ``S`` — BARO-style: the median of ``(x - median_before) / IQR_before`` over
      the degraded partitions, in IQR units, squashed as ``|z| / (|z| + shift_half)``;
    * *feature importance* ``I`` — the importance of the feature the column feeds, divided by the
@@ -643,7 +652,8 @@ def detect_performance_shift(
     """The latest adverse performance shift in ``metric``, or ``None``.
 
     ``exclude`` lists ``(first, last)`` partition-key windows (confirmed incidents) the baseline
-    must not learn from. See the module docstring for the procedure.
+    must not learn from. See the module docstring for the procedure. Only the *latest* episode
+    is analysed: to look at an earlier one, pass the series up to it.
     """
     return _detect_shift(metric, config=config, exclude=exclude, seed=seed)[0]
 
@@ -735,17 +745,24 @@ def _detect_shift(
     # The degraded window ends at the last alarm: mildly degraded partitions after it kept the
     # episode open but are not clearly part of the loss.
     detection, end = episode.first, episode.alarm_indices[-1]
-    frozen = episode.baseline.overall
+    frozen = episode.baseline
+    # Residuals against the frozen baseline's expectation (its season's centre, if seasonal):
+    # change points are sought in them, so a weekly pattern is not mistaken for level shifts.
+    expected = np.full(n, np.nan)
+    for t in np.flatnonzero(usable).tolist():
+        expected[t] = frozen.score(float(values[t]), times[t]).expected
+    residuals = np.where(usable, values - expected, np.nan)
+    scale = frozen.overall.scale
 
-    def degraded_level(level: float) -> bool:
-        z = (frozen.center - level) / frozen.scale if frozen.scale > 0 else math.inf
+    def degraded_level(residual: float) -> bool:
+        z = -residual / scale if scale > 0 else -math.copysign(math.inf, residual)
         return orientation * z >= config.recovery_threshold
 
     # The onset: walk back from the detection through significant adverse change points whose
     # level before was still degraded (a gradual decay is a staircase of small steps), each
     # within onset_lookback of the next; the first with a healthy level before is the onset.
     change_points = detect_change_points(
-        np.where(usable, values, np.nan),
+        residuals,
         method=config.changepoint_method,
         penalty=config.changepoint_penalty,
         min_size=config.min_segment,
@@ -794,7 +811,7 @@ def _detect_shift(
     episode_alarms = sum(1 for t in episode.alarm_indices if t >= detection)
 
     degraded = [t for t in range(onset, end + 1) if usable[t]]
-    baseline_value = float(frozen.center)
+    baseline_value = float(np.mean(expected[degraded]))
     degraded_value = float(np.mean(values[degraded]))
     loss = orientation * (baseline_value - degraded_value)
     shift = ShiftDetection(
@@ -815,7 +832,7 @@ def _detect_shift(
         sustained=(
             episode_alarms >= config.min_alarms
             and significant_change
-            and degraded_level(degraded_value)
+            and degraded_level(degraded_value - baseline_value)
         ),
     )
     return shift, notes
@@ -1290,7 +1307,8 @@ def _classify(
         reason = (
             f"loss {shift.loss:.4g} is below min_effect {config.min_effect:.4g}"
             if shift.loss < config.min_effect
-            else "a lone alarm with no significant change point and no explaining cause"
+            else f"not sustained ({shift.alarm_count} alarm(s); needs {config.min_alarms}, a "
+            "significant adverse change point and a degraded mean) and no explaining cause"
         )
         notes.append(f"performance shift not consequential: {reason}")
         return IncidentClass.UNKNOWN, False
@@ -1457,7 +1475,7 @@ def _number(value: float) -> str:
 def _cause_sentence(cause: Cause, metric: str) -> str:
     target = f"`{cause.asset_key}.{cause.column}`" if cause.column else f"`{cause.asset_key}`"
     name = cause.evidence.get("name") or cause.kind
-    where = f" at {cause.partition}" if cause.partition else ""
+    where = f" at {cause.partition}" if cause.partition else " (no change found)"
     if cause.shift_size is not None and abs(cause.shift_size) < 1000:
         what = f"{target} ({name}) changed by {cause.shift_size:+.1f} IQR{where}"
     elif cause.shift_size is not None:
