@@ -16,8 +16,10 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
 from dagster_corrmon import instance_api
+from dagster_corrmon.cli.main import cli
 from dagster_corrmon.core.attribution import AttributionConfig
 from dagster_corrmon.core.incident import IncidentClass
 from dagster_corrmon.core.signal import Severity, Signal, SignalKind
@@ -257,3 +259,12 @@ def test_correlation_job_attributes_the_fault_and_tags_exactly_the_affected_runs
     assert decisions and decisions[-1].metadata["decision"] == "blocked"
     assert "fix the data" in decisions[-1].metadata["reason"]
     json.dumps(decisions[-1].metadata)
+
+    # `corrmon explain` names the cause with its evidence, for people.
+    runner = CliRunner()
+    explained = runner.invoke(cli, ["explain", "model", "--database-url", store.database_url])
+    assert explained.exit_code == 0, explained.output
+    assert "data_fault" in explained.output and "raw.temp" in explained.output
+    assert f"Affected runs: {len(expected)}" in explained.output
+    missing = runner.invoke(cli, ["explain", "nope", "--database-url", store.database_url])
+    assert missing.exit_code != 0

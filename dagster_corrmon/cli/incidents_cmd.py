@@ -17,11 +17,6 @@ from dagster_corrmon.core.incident import Incident, IncidentStatus
 from dagster_corrmon.errors import ConfigError
 from dagster_corrmon.store import CorrmonStore, StatusChange
 
-# `corrmon explain` lives in this module (see cli/main.py's _COMMANDS) but is not built yet.
-# None, not absent: the lazy CLI group lists only commands that are not None, so `corrmon --help`
-# keeps working until the real command replaces this line.
-explain_command: click.Command | None = None
-
 _STATUS_CHOICES = [status.value for status in IncidentStatus]
 
 
@@ -235,3 +230,100 @@ incidents_group.add_command(
         "Mark an incident a false positive; its window is then excluded from baselines.",
     )
 )
+
+
+def _select_incident(incidents: Sequence[Incident], partition: str | None) -> Incident | None:
+    """The incident to explain: the one covering ``partition``, else the latest active one."""
+    if partition is not None:
+        covering = [
+            incident
+            for incident in incidents
+            if incident.onset_partition is not None
+            and incident.onset_partition <= partition
+            and (
+                incident.window_end is None
+                or partition <= incident.window_end.strftime("%Y-%m-%d")
+                or incident.status in (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED)
+            )
+        ]
+        return covering[-1] if covering else None
+    active = [
+        incident
+        for incident in incidents
+        if incident.status in (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED)
+        and not incident.metadata.get("provisional")
+    ]
+    return (active or list(incidents) or [None])[-1]
+
+
+def explain_text(incident: Incident, *, max_causes: int = 5) -> str:
+    """Ranked causes with their evidence, in words a person can act on."""
+    lines = [
+        f"Incident {incident.id} on {incident.model_asset} ({incident.metric}) "
+        f"— {incident.classification.value}, {incident.status.value}"
+        + ("" if incident.consequential else ", not consequential"),
+        "",
+        incident.summary.strip() or "(no explanation recorded)",
+        "",
+        "Evidence per cause (score in [0, 1]; p from a circular-shift test; q after "
+        "Benjamini–Yekutieli; repair = share of the loss recovered when the suspect is restored):",
+    ]
+    rows = [
+        [
+            str(cause.rank),
+            f"{cause.asset_key}.{cause.column}" if cause.column else cause.asset_key,
+            cause.kind,
+            _number(cause.score, 3),
+            _number(cause.p_value, 3),
+            _number(cause.q_value, 3),
+            _number(cause.repair_recovery, 3),
+            _number(cause.shift_size, 3),
+            "-" if cause.lineage_distance is None else str(cause.lineage_distance),
+            cause.partition or "-",
+        ]
+        for cause in sorted(incident.causes, key=lambda c: c.rank)[:max_causes]
+    ]
+    headers = ["#", "cause", "kind", "score", "p", "q", "repair", "shift", "hops", "from"]
+    lines.append(_table(headers, rows) if rows else "(no candidate causes)")
+    runs = incident.affected_runs
+    if runs:
+        roles: dict[str, int] = {}
+        for run in runs:
+            roles[run.role] = roles.get(run.role, 0) + 1
+        summary = ", ".join(f"{count} {role}" for role, count in sorted(roles.items()))
+        lines += [
+            "",
+            f"Affected runs: {len(runs)} ({summary}); tagged corrmon/incident={incident.id}",
+        ]
+    return "\n".join(lines)
+
+
+@click.command("explain")
+@click.argument("model_asset")
+@click.option("--partition", metavar="KEY", help="Explain the incident covering this partition.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+)
+@database_url_option
+def explain_command(
+    model_asset: str, partition: str | None, output_format: str, database_url: str | None
+) -> None:
+    """Why did MODEL_ASSET's performance shift? Ranked upstream causes with their evidence."""
+    with CorrmonStore(database_url) as store:
+        incidents = store.list_incidents(model_asset=model_asset)
+    if not incidents:
+        raise ConfigError(
+            f"no incidents recorded for model {model_asset!r} "
+            "(is the correlation sensor running, and is this the model asset's key?)"
+        )
+    incident = _select_incident(incidents, partition)
+    if incident is None:
+        raise ConfigError(f"no incident of {model_asset!r} covers partition {partition!r}")
+    if output_format == "json":
+        click.echo(json.dumps(incident_to_dict(incident), indent=2))
+    else:
+        click.echo(explain_text(incident))
