@@ -244,12 +244,21 @@ def test_null_spike_on_an_important_feature_is_a_data_fault_with_a_significant_q
     null_fraction[ONSET:] += 0.05 * rng.standard_normal(N - ONSET)
     # The loss grows with the share of nulls: the model imputes the missing temperatures.
     f1 = 0.80 - 0.3 * null_fraction + 0.008 * rng.standard_normal(N)
-    candidates = [
-        _series("raw_weather", "temp", "null_fraction", null_fraction, distance=2),
-        *_noise_candidates(rng, 3),
-    ]
+    weather = CandidateSeries(
+        asset_key="raw_weather",
+        column="temp",
+        name="null_fraction",
+        partitions=PARTITIONS,
+        values=null_fraction,
+        lineage_distance=2,
+        data_versions={key: f"w{index}" for index, key in enumerate(PARTITIONS)},
+    )
+    candidates = [weather, *_noise_candidates(rng, 3)]
+    times = [datetime(2013, 1, 1, tzinfo=UTC) + timedelta(days=i) for i in range(N)]
     result = attribute_performance_shift(
-        _f1(f1),
+        MetricSeries(
+            name="f1", partitions=PARTITIONS, values=f1, higher_is_better=True, times=times
+        ),
         candidates,
         feature_importances={"temp": 0.4, "stable_0": 0.2, "stable_1": 0.2, "stable_2": 0.2},
     )
@@ -263,6 +272,9 @@ def test_null_spike_on_an_important_feature_is_a_data_fault_with_a_significant_q
     top = result.causes[0]
     assert (top.asset_key, top.column, top.kind) == ("raw_weather", "temp", "data_quality")
     assert top.partition == PARTITIONS[ONSET]
+    assert top.event_time == times[ONSET]
+    # Exactly the versions read while the feed was bad: annotation must not flag good reads.
+    assert top.data_versions == tuple(f"w{index}" for index in range(ONSET, N))
     assert top.feature_importance == pytest.approx(0.4)  # resolved by name
     assert top.q_value is not None and top.q_value < 0.05
     assert top.shift_size is not None and top.shift_size > 10

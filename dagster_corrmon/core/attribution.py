@@ -885,6 +885,7 @@ class _Evidence:
     primary: bool = False  # the cause the classification rests on: ranked first
     root_of: str | None = None  # this event is the root cause of that explaining symptom
     explained_by: str | None = None  # this symptom is explained by that event
+    anomalous: NDArray[np.int_] | None = None  # partitions where the series is anomalous
 
 
 def attribute_performance_shift(
@@ -947,6 +948,9 @@ def attribute_performance_shift(
         matrix[len(series) + offset] = indicator
 
     evidence = [_Evidence(candidate=c, row=row) for row, c in enumerate((*series, *events))]
+    for item in evidence[len(series) :]:
+        assert isinstance(item.candidate, CandidateEvent)
+        item.start_index = position[item.candidate.partition]
     _fill_priors(evidence, config, feature_importances, column_lineage)
     _fill_association(evidence, matrix, metric, config=config, seed=seed, notes=notes)
     if shift is not None:
@@ -983,9 +987,10 @@ def attribute_performance_shift(
         if shift is not None:
             # A blip is no anchor: judge the inputs on their own changes, as without a shift.
             for item in evidence:
-                item.start_index = item.lead = item.shift = None
-                item.median_before = item.median_after = None
-                item.precedence, item.explains = 0.0, False
+                if isinstance(item.candidate, CandidateSeries):
+                    item.start_index = item.shift = item.anomalous = None
+                    item.median_before = item.median_after = None
+                item.lead, item.precedence, item.explains = None, 0.0, False
             _fill_own_change(
                 evidence,
                 matrix=matrix,
@@ -1015,9 +1020,7 @@ def attribute_performance_shift(
             item.candidate.key,
         ),
     )
-    causes = tuple(
-        _to_cause(item, rank, shift, partitions) for rank, item in enumerate(ordered, start=1)
-    )
+    causes = tuple(_to_cause(item, rank, metric) for rank, item in enumerate(ordered, start=1))
     return AttributionResult(
         metric=metric.name,
         shift=shift,
@@ -1076,7 +1079,10 @@ def _fill_association(
 ) -> None:
     values = np.asarray(metric.values, dtype=np.float64)
     measured = np.isfinite(values)
-    if not evidence or measured.sum() <= config.max_lag + 2:
+    if not evidence:
+        return
+    if measured.sum() <= 2 * config.max_lag + 2:
+        notes.append("too few measured partitions for the association test: p = 1 for all")
         return
     # The loss series: larger = worse, whatever the metric's direction.
     loss = -values[measured] if metric.higher_is_better else values[measured]
@@ -1142,6 +1148,7 @@ def _fill_timing(
         while start > 0 and anomalous[start - 1]:
             start -= 1  # the anomaly began earlier: walk back to where it really started
         item.start_index = start
+        item.anomalous = np.flatnonzero(anomalous[start:]).astype(int) + start
         item.lead = onset - start
         item.precedence = precedence_score(
             item.lead, window=config.precedence_window, tolerance=config.onset_tolerance
@@ -1152,10 +1159,8 @@ def _fill_timing(
             "or precedence measured for them"
         )
     for item in evidence[n_series:]:
-        assert isinstance(item.candidate, CandidateEvent)
-        at = int(np.flatnonzero(matrix[item.row])[0])
-        item.start_index = at
-        item.lead = onset - at
+        assert item.start_index is not None  # an event's partition
+        item.lead = onset - item.start_index
         item.precedence = precedence_score(
             item.lead, window=config.precedence_window, tolerance=config.onset_tolerance
         )
@@ -1380,21 +1385,23 @@ def _plain(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def _to_cause(
-    item: _Evidence, rank: int, shift: ShiftDetection | None, partitions: Sequence[str]
-) -> Cause:
+def _to_cause(item: _Evidence, rank: int, metric: MetricSeries) -> Cause:
     candidate = item.candidate
+    partitions = metric.partitions
     partition = partitions[item.start_index] if item.start_index is not None else None
+    event_time = (
+        metric.times[item.start_index]
+        if metric.times is not None and item.start_index is not None
+        else None
+    )
     if isinstance(candidate, CandidateSeries):
         name = candidate.name
-        first = item.start_index if item.start_index is not None else None
-        if first is None and shift is not None:
-            first = shift.onset_index
+        # The faulty versions are those read where the series is anomalous from its start on:
+        # exactly those, so that annotation flags no run that read a good version.
+        suspect = [partitions[int(t)] for t in item.anomalous] if item.anomalous is not None else []
         data_versions = tuple(
             dict.fromkeys(
-                candidate.data_versions[key]
-                for key in partitions[first if first is not None else len(partitions) :]
-                if key in candidate.data_versions
+                candidate.data_versions[key] for key in suspect if key in candidate.data_versions
             )
         )
     else:
@@ -1427,6 +1434,7 @@ def _to_cause(
         score=float(min(max(item.score, 0.0), 1.0)),
         column=candidate.column,
         partition=partition,
+        event_time=event_time,
         p_value=float(item.p_value),
         q_value=float(item.q_value),
         repair_recovery=_plain(item.repair_recovery),
