@@ -34,6 +34,7 @@ CODE_VERSION = "corrmon/code_version"
 EVENT_TIME = "corrmon/event_time"
 MATERIALIZATION_RUN_ID = "corrmon/materialization_run_id"
 SIGNALS_WRITTEN = "corrmon/signals_written"
+CHECK_SECONDS = "corrmon/check_seconds"  # the check's own cost, store reads and writes included
 
 # --- shared by several checks ---
 SUMMARY = "corrmon/summary"  # markdown: what failed and why

@@ -90,6 +90,7 @@ def test_clean_partitions_pass_every_check(world: World) -> None:
         }
         failing = {name: e.description for name, e in checks.items() if not e.passed}
         assert failing == {}, day
+        assert all(meta(e)["corrmon/check_seconds"] > 0 for e in checks.values())
     first = evaluations(world.clean[CLEAN_DAYS[0]])
     assert "recorded this materialization's 8 columns" in (
         first["corrmon_schema_contract"].description or ""

@@ -12,6 +12,7 @@ check whose description names the column and the asset, plus a signal saying so.
 """
 
 import math
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -265,10 +266,13 @@ def finish(
     check_name: str,
     kind: SignalKind,
     outcome: CheckOutcome,
+    started: float | None = None,
 ) -> dg.AssetCheckResult:
     """Record ``outcome`` (its signals plus one summary signal for the check) and build the result.
 
     The summary signal is named after the check, so "every result of check X" is one store read.
+    ``started`` (a ``time.perf_counter()`` reading) adds the check's own cost, store writes
+    included, as ``corrmon/check_seconds`` — plottable, so a check that grows slow shows.
     """
     summary = tags.signal(
         kind=kind,
@@ -289,6 +293,8 @@ def finish(
         md.SIGNALS_WRITTEN: written,
         **outcome.metadata,
     }
+    if started is not None:
+        result_metadata[md.CHECK_SECONDS] = time.perf_counter() - started
     return dg.AssetCheckResult(
         passed=bool(outcome.passed),
         severity=dagster_severity(outcome.severity),
@@ -344,6 +350,7 @@ def frame_check(
         metadata=dict(metadata or {}),
     )
     def _check(context: dg.AssetCheckExecutionContext, asset_value) -> dg.AssetCheckResult:
+        started = time.perf_counter()
         corrmon = get_corrmon(context, resource_key)
         tags = corrmon.materialization_tags(
             context,
@@ -356,7 +363,7 @@ def frame_check(
             outcome = not_a_frame_outcome(asset_value, tags=tags, kind=kind, check_name=name)
         else:
             outcome = judge(frame, tags, corrmon)
-        return finish(corrmon, tags, check_name=name, kind=kind, outcome=outcome)
+        return finish(corrmon, tags, check_name=name, kind=kind, outcome=outcome, started=started)
 
     return _check
 

@@ -17,6 +17,7 @@ check, so the comparison always uses the reference of the model that is actually
 """
 
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -295,6 +296,7 @@ def build_drift_checks(
         def _drift_check(
             context: dg.AssetCheckExecutionContext, asset_value, corrmon_reference_model
         ) -> dg.AssetCheckResult:
+            started = time.perf_counter()
             corrmon = get_corrmon(context, resource_key)
             tags = corrmon.materialization_tags(
                 context,
@@ -333,7 +335,12 @@ def build_drift_checks(
             else:
                 outcome = judge_with(profile, importances)(frame, tags, corrmon)
             return finish(
-                corrmon, tags, check_name=check_name, kind=SignalKind.DRIFT, outcome=outcome
+                corrmon,
+                tags,
+                check_name=check_name,
+                kind=SignalKind.DRIFT,
+                outcome=outcome,
+                started=started,
             )
 
         return _drift_check

@@ -28,6 +28,7 @@ expected arrival is treated as a historical load (recorded, with a note, but pas
 ``historical_horizon=None`` to judge every partition.
 """
 
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -175,6 +176,7 @@ def build_freshness_checks(
             blocking=blocking,
         )
         def _freshness_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+            started = time.perf_counter()
             corrmon = get_corrmon(context, resource_key)
             now = datetime.now(UTC)
             partition = current_partition(context)
@@ -202,7 +204,12 @@ def build_freshness_checks(
                     missing=missing,
                 )
             return finish(
-                corrmon, tags, check_name=check_name, kind=SignalKind.FRESHNESS, outcome=outcome
+                corrmon,
+                tags,
+                check_name=check_name,
+                kind=SignalKind.FRESHNESS,
+                outcome=outcome,
+                started=started,
             )
 
         return _freshness_check

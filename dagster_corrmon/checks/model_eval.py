@@ -22,6 +22,7 @@ the check passes with a note saying so. ``limits`` adds hard floors/ceilings (e.
 ``{"roc_auc": 0.7, "latency_p95": 250}``) that fail with ``severity`` regardless of history.
 """
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -234,6 +235,7 @@ def build_model_evaluation_checks(
     def _performance_check(
         context: dg.AssetCheckExecutionContext, asset_value
     ) -> dg.AssetCheckResult:
+        started = time.perf_counter()
         corrmon = get_corrmon(context, resource_key)
         tags = corrmon.materialization_tags(
             context,
@@ -254,7 +256,14 @@ def build_model_evaluation_checks(
             )
         else:
             outcome = judge_performance(frame, tags=tags, corrmon=corrmon, settings=settings)
-        return finish(corrmon, tags, check_name=check_name, kind=SignalKind.METRIC, outcome=outcome)
+        return finish(
+            corrmon,
+            tags,
+            check_name=check_name,
+            kind=SignalKind.METRIC,
+            outcome=outcome,
+            started=started,
+        )
 
     return [_performance_check]
 
