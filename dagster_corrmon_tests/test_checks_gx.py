@@ -228,3 +228,55 @@ def test_user_suite_and_validity_run_as_checks(tmp_path: Path) -> None:
     assert {s.column for s in missing} == {"discount"} and all(
         s.severity == Severity.ERROR for s in missing
     )
+
+
+@dg.asset
+def not_a_table() -> dict[str, int]:
+    return {"rows": 3}
+
+
+@dg.asset
+def sensor_batch() -> pd.DataFrame:
+    rng = np.random.default_rng(2)
+    return pd.DataFrame({"reading": rng.normal(5.0, 1.0, 200), "label": rng.integers(0, 2, 200)})
+
+
+def test_inputs_a_check_cannot_judge_fail_with_error_and_a_signal(tmp_path: Path) -> None:
+    from dagster_corrmon.checks import build_drift_checks, build_model_evaluation_checks
+    from dagster_corrmon.core.profile import build_reference_profile
+
+    profile_path = tmp_path / "reference.json"
+    rng = np.random.default_rng(1)
+    build_reference_profile(pd.DataFrame({"reading": rng.normal(5.0, 1.0, 500)})).save(profile_path)
+    checks = [
+        *build_data_quality_checks(assets=[not_a_table], volume=None),
+        *build_drift_checks(assets=[sensor_batch], reference=profile_path),
+        *build_model_evaluation_checks(
+            asset=sensor_batch, label_column="label", score_column="probability"
+        ),
+    ]
+    url = f"sqlite:///{tmp_path}/c.db"
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [not_a_table, sensor_batch, *checks],
+            instance=instance,
+            resources={"corrmon": CorrmonResource(database_url=url)},
+        )
+    evaluations = {
+        (e.asset_key.to_user_string(), e.check_name): e
+        for e in result.get_asset_check_evaluations()
+    }
+    table = evaluations[("not_a_table", "corrmon_completeness")]
+    assert not table.passed and table.severity == dg.AssetCheckSeverity.ERROR
+    assert "is a dict, not a pandas DataFrame" in (table.description or "")
+    performance = evaluations[("sensor_batch", "corrmon_model_performance")]
+    assert not performance.passed and performance.severity == dg.AssetCheckSeverity.ERROR
+    assert "'probability'" in (performance.description or "")
+    assert "'sensor_batch'" in (performance.description or "")
+    # The profile file is a valid reference: same distribution, no drift.
+    assert evaluations[("sensor_batch", "corrmon_drift")].passed
+    with CorrmonStore(url) as store:
+        errors = store.read_signals(asset_key="sensor_batch", name="model_performance_input")
+    assert [(s.column, s.passed, s.severity) for s in errors] == [
+        ("probability", False, Severity.ERROR)
+    ]
