@@ -529,3 +529,24 @@ def test_too_little_history_is_a_note_not_a_verdict(tmp_path: Path) -> None:
     assert verdict.note is not None and "judges from 3" in verdict.note
     # History all zeros (MAD 0): a 1-point rise is infinitely many sigmas, but below min_change.
     assert flat.status == "normal" and flat.note is not None and "min_change" in flat.note
+
+
+# ----------------------------------------------------------------------------- the resource
+
+
+def test_resource_defaults_to_the_store_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dagster_corrmon.resource import CorrmonResource
+
+    monkeypatch.delenv("CORRMON_DATABASE_URL", raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    resource = CorrmonResource()
+    store = resource.get_store()
+    assert store.database_url == f"sqlite:///{tmp_path.resolve() / 'corrmon.db'}"
+    assert resource.get_store() is store  # cached for the run
+    monkeypatch.setenv("CORRMON_DATABASE_URL", f"sqlite:///{tmp_path}/env.db")
+    assert CorrmonResource().get_store().database_url == f"sqlite:///{tmp_path}/env.db"
+    explicit = CorrmonResource(database_url=f"sqlite:///{tmp_path}/x.db")
+    assert explicit.get_store().database_url.endswith("/x.db")
+    store.close()
