@@ -82,6 +82,11 @@ def test_both_completeness_engines_agree(frame: pd.DataFrame) -> None:
     assert by_gx == pytest.approx(by_pandas)
     assert by_pandas["code"] == pytest.approx(7 / len(frame))
     assert by_pandas["count"] == 0.0
+    # The GX volume path reads the row count from the same expectation it would run.
+    (rows,) = _gx.validate_frame(
+        frame, [{"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 0}}]
+    )
+    assert rows.observed_value == len(frame)
 
 
 def test_context_is_created_once_per_process(frame: pd.DataFrame) -> None:

@@ -296,6 +296,15 @@ def test_other_factories_validate_arguments(build, kwargs, match) -> None:
     _config_error(match, build, **kwargs)
 
 
+def test_model_evaluation_takes_one_asset_by_key_path() -> None:
+    (check,) = build_model_evaluation_checks(
+        asset=["ml", "evaluation"], label_column="y", score_column="p"
+    )
+    assert check.check_keys == {
+        dg.AssetCheckKey(dg.AssetKey(["ml", "evaluation"]), "corrmon_model_performance")
+    }
+
+
 def test_model_evaluation_metric_selection() -> None:
     (check,) = build_model_evaluation_checks(
         asset="evaluation", label_column="y", prediction_column="yhat"

@@ -133,11 +133,8 @@ def build_model_evaluation_checks(
         name_prefix: the check name is ``<name_prefix>_model_performance``.
         blocking: make the check blocking.
     """
-    targets = resolve_targets(
-        [asset] if not isinstance(asset, list | tuple) else asset,
-        factory=FACTORY,
-        partitions_def=partitions_def,
-    )
+    # One asset: a list of strings here is a key path (["ml", "evaluation"]), not two assets.
+    targets = resolve_targets([asset], factory=FACTORY, partitions_def=partitions_def)
     if len(targets) != 1:
         raise ConfigError(f"{FACTORY}: asset must name exactly one evaluation asset")
     (target,) = targets
