@@ -301,17 +301,6 @@ def build_monitored_pipeline(
         _predictions_asset(spec, partitions_def=partitions_def, **shared),
         _evaluation_asset(spec, partitions_def=partitions_def, **shared),
     ]
-    jobs = [
-        dg.define_asset_job(
-            f"{spec.name}_score", selection=keys.scoring, partitions_def=partitions_def
-        ),
-        dg.define_asset_job(
-            f"{spec.name}_label", selection=keys.labeling, partitions_def=partitions_def
-        ),
-        dg.define_asset_job(f"{spec.name}_train", selection=[keys.model]),
-    ]
-    if keys.static:
-        jobs.append(dg.define_asset_job(f"{spec.name}_static", selection=keys.static))
     all_checks = list(checks)
     bound = dict(resources or {})
     if with_checks and spec.monitoring.enabled:
@@ -320,7 +309,40 @@ def build_monitored_pipeline(
 
         all_checks = [*build_pipeline_checks(spec), *all_checks]
         bound.setdefault(spec.monitoring.resource_key, CorrmonResource())
+    jobs = pipeline_jobs(spec, keys, all_checks)
     return dg.Definitions(assets=assets, asset_checks=all_checks, jobs=jobs, resources=bound)
+
+
+def pipeline_jobs(
+    spec: PipelineSpec, keys: PipelineKeys, checks: Sequence[dg.AssetChecksDefinition]
+) -> list[Any]:
+    """Asset jobs for each stage of a partition's life (what a simulator or a schedule runs).
+
+    ``<name>_training_inputs`` materializes a training-window partition *before* the model
+    exists, so it leaves out the checks that read the model (drift against its reference
+    profile): Dagster would fail loading their model input. Build the jobs once and run them
+    with ``defs.resolve_job_def(name).execute_in_process(partition_key=..., instance=...)``:
+    ``dg.materialize`` re-resolves a job on every call.
+    """
+    needs_model = [
+        check_spec.key
+        for check in checks
+        for check_spec in check.check_specs
+        if any(dep.asset_key == keys.model for dep in check_spec.additional_deps)
+    ]
+    training = dg.AssetSelection.assets(*keys.training_inputs)
+    if needs_model:
+        training = training - dg.AssetSelection.checks(*needs_model)
+    jobs: list[Any] = [
+        dg.define_asset_job(f"{spec.name}_training_inputs", selection=training),
+        dg.define_asset_job(f"{spec.name}_train", selection=[keys.model]),
+        dg.define_asset_job(f"{spec.name}_score", selection=keys.scoring),
+        dg.define_asset_job(f"{spec.name}_label", selection=keys.labeling),
+        dg.define_asset_job(f"{spec.name}_partition", selection=keys.partition),
+    ]
+    if keys.static:
+        jobs.append(dg.define_asset_job(f"{spec.name}_static", selection=keys.static))
+    return jobs
 
 
 def _all_keys(keys: PipelineKeys) -> list[dg.AssetKey]:

@@ -17,6 +17,7 @@ from datetime import timedelta
 import dagster as dg
 
 from dagster_corrmon.checks import (
+    BaselinePolicy,
     build_data_quality_checks,
     build_drift_checks,
     build_freshness_checks,
@@ -43,6 +44,9 @@ def build_pipeline_checks(spec: PipelineSpec) -> Sequence[dg.AssetChecksDefiniti
     keys = pipeline_keys(spec)
     partitions_def = build_partitions_def(spec)
     resource_key = monitoring.resource_key
+    baseline = BaselinePolicy(
+        seasonality=monitoring.baseline_seasonality, min_history=monitoring.baseline_min_history
+    )
     checks: list[dg.AssetChecksDefinition] = []
     for source in spec.sources:
         key = keys.raw[source.name]
@@ -52,6 +56,7 @@ def build_pipeline_checks(spec: PipelineSpec) -> Sequence[dg.AssetChecksDefiniti
                 assets=[key],
                 completeness=dict(source.completeness) or None,
                 validity=list(source.validity) or None,
+                baseline=baseline,
                 partitions_def=feed_partitions,
                 resource_key=resource_key,
             )
@@ -70,16 +75,7 @@ def build_pipeline_checks(spec: PipelineSpec) -> Sequence[dg.AssetChecksDefiniti
         checks += build_schema_contract_checks(
             assets=[keys.features], partitions_def=partitions_def, resource_key=resource_key
         )
-    if monitoring.drift:
-        checks += build_drift_checks(
-            assets=[keys.features],
-            reference=keys.model,
-            feature_importance="from_reference_asset",
-            consequential_importance=monitoring.consequential_importance,
-            columns=list(spec.features.columns),
-            partitions_def=partitions_def,
-            resource_key=resource_key,
-        )
+    checks += _model_dependent_checks(spec)
     if monitoring.model_performance:
         classification = spec.target.task == "classification"
         checks += build_model_evaluation_checks(
@@ -100,3 +96,19 @@ def build_pipeline_checks(spec: PipelineSpec) -> Sequence[dg.AssetChecksDefiniti
             resource_key=resource_key,
         )
     return checks
+
+
+def _model_dependent_checks(spec: PipelineSpec) -> Sequence[dg.AssetChecksDefinition]:
+    monitoring = spec.monitoring
+    if not (monitoring.enabled and monitoring.drift):
+        return []
+    keys = pipeline_keys(spec)
+    return build_drift_checks(
+        assets=[keys.features],
+        reference=keys.model,
+        feature_importance="from_reference_asset",
+        consequential_importance=monitoring.consequential_importance,
+        columns=list(spec.features.columns),
+        partitions_def=build_partitions_def(spec),
+        resource_key=monitoring.resource_key,
+    )

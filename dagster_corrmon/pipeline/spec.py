@@ -417,6 +417,12 @@ class MonitoringSpec(SpecModel):
     schema_contracts: bool = Field(default=True, description="On raw feeds and features.")
     freshness: bool = Field(default=True, description="Late/missing partitions of raw feeds.")
     allowed_lateness_hours: float = Field(default=0.0, ge=0)
+    baseline_seasonality: Literal["day_of_week", "hour_of_day", "hour_of_week"] | None = Field(
+        default=None, description="Seasonality of the data-quality baselines (e.g. row counts)."
+    )
+    baseline_min_history: int = Field(
+        default=7, ge=2, description="Partitions of history before a baseline judges."
+    )
     drift: bool = Field(default=True, description="Features against the model's reference.")
     consequential_importance: float = Field(default=0.05, gt=0, le=1)
     model_performance: bool = Field(default=True, description="Metrics on the evaluation.")
@@ -779,11 +785,11 @@ def expression_columns(expression: str) -> list[str]:
     functions = {
         id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)
     }  # function names are Name nodes too; they are not columns
-    seen: dict[str, None] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and id(node) not in functions:
-            seen.setdefault(node.id, None)
-    return list(seen)
+    names = [
+        node for node in ast.walk(tree) if isinstance(node, ast.Name) and id(node) not in functions
+    ]
+    names.sort(key=lambda node: (node.lineno, node.col_offset))  # ast.walk is breadth-first
+    return list(dict.fromkeys(node.id for node in names))
 
 
 # -- loading ---------------------------------------------------------------------------------------
