@@ -51,10 +51,11 @@ def test_ks_is_scipy_ks_2samp(sizes: tuple[int, int]) -> None:
 
 
 @pytest.mark.parametrize("integers", [False, True])
-def test_wasserstein_is_scipy_normed_by_reference_std(integers: bool) -> None:
+@pytest.mark.parametrize("current_rows", [3000, 4000])
+def test_wasserstein_is_scipy_normed_by_reference_std(integers: bool, current_rows: int) -> None:
     rng = np.random.default_rng(11)
     reference = rng.gamma(2.0, 3.0, 4000)
-    current = rng.gamma(2.2, 3.0, 3000)
+    current = rng.gamma(2.2, 3.0, current_rows)
     if integers:  # many ties
         reference, current = np.round(reference), np.round(current)
     result = _one(reference, current)
@@ -358,6 +359,9 @@ def test_bad_data_is_an_input_data_error_naming_the_column() -> None:
         detect_drift(frame, frame.assign(x=["1", "2", "3"]))
     with pytest.raises(InsufficientDataError, match="'x' has no non-null values in the current"):
         detect_drift(frame, frame.assign(x=[None, None, None]))
+    # an all-NaN float column is a null spike, not a type change of the categorical 'c'
+    with pytest.raises(InsufficientDataError, match="'c' has no non-null values in the current"):
+        detect_drift(frame, frame.assign(c=[np.nan] * 3))
     profile = build_reference_profile(frame)
     with pytest.raises(InputDataError, match="'c' is categorical in the reference but numeric"):
         detect_drift_from_profile(profile, frame.assign(c=[1.0, 2.0, 3.0]))

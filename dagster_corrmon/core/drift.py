@@ -51,9 +51,9 @@ from dagster_corrmon.core.profile import (
     DatasetProfile,
     NumericColumnProfile,
     category_counts,
-    check_kind_compatible,
     column_kind,
     column_series,
+    compatible_kind,
     histogram_on_edges,
     is_integer_column,
     numeric_values,
@@ -241,28 +241,52 @@ def _psi(reference_share: np.ndarray, current_share: np.ndarray) -> float:
 def _wasserstein_sorted(
     u_values: np.ndarray,
     v_values: np.ndarray,
-    u_weights: np.ndarray | None = None,
+    u_counts: np.ndarray | None = None,
+    v_counts: np.ndarray | None = None,
 ) -> float:
-    """Exact first Wasserstein distance of two ascending samples (``u`` optionally weighted).
+    """Exact first Wasserstein distance of two ascending samples (optionally value + count).
 
-    Same quantity as ``scipy.stats.wasserstein_distance``, computed by merging the two sorted
-    samples instead of re-sorting their concatenation: ~7× faster at 1M rows, 33 bytes/row.
+    Same quantity as ``scipy.stats.wasserstein_distance``, computed as ∫|Q_u − Q_v| over the
+    quantile functions instead of ∫|F_u − F_v| over a re-sorted concatenation: the quantile
+    steps sit at the known fractions i/n and j/m, so on the integer scale n·m their merge is a
+    sort of integers and each step's sample index is an integer division. Equal-size unweighted
+    samples reduce to mean |u_(i) − v_(i)|.
     """
-    n, m = len(u_values), len(v_values)
-    total = n + m
-    positions = np.searchsorted(v_values, u_values, side="right") + np.arange(n)
-    from_u = np.zeros(total, dtype=bool)
-    from_u[positions] = True
-    merged = np.empty(total, dtype=np.float64)
-    merged[positions] = u_values
-    merged[~from_u] = v_values
-    step = np.empty(total, dtype=np.float64)  # F_u - F_v jumps at each merged point
-    step[positions] = 1.0 / n if u_weights is None else u_weights / u_weights.sum()
-    step[~from_u] = -1.0 / m
-    del from_u
-    cdf_gap = np.cumsum(step[:-1], out=step[:-1])
-    np.abs(cdf_gap, out=cdf_gap)
-    return float(np.dot(cdf_gap, np.diff(merged)))
+    if u_counts is None and v_counts is None and len(u_values) == len(v_values):
+        return float(np.mean(np.abs(u_values - v_values)))
+    n = len(u_values) if u_counts is None else int(u_counts.sum())
+    m = len(v_values) if v_counts is None else int(v_counts.sum())
+    u_steps = np.arange(1, n + 1, dtype=np.int64) if u_counts is None else np.cumsum(u_counts)
+    v_steps = np.arange(1, m + 1, dtype=np.int64) if v_counts is None else np.cumsum(v_counts)
+    u_steps = u_steps.astype(np.int64) * m  # quantile step ends on the scale n·m
+    v_steps = v_steps.astype(np.int64) * n
+    breaks = np.concatenate([u_steps, v_steps])
+    breaks.sort()
+    widths = np.diff(breaks, prepend=0)  # duplicated breaks give zero-width steps
+    if u_counts is None:
+        u_index = (breaks - 1) // m
+    else:
+        u_index = np.searchsorted(u_steps, breaks, side="left")
+    if v_counts is None:
+        v_index = (breaks - 1) // n
+    else:
+        v_index = np.searchsorted(v_steps, breaks, side="left")
+    del breaks
+    gaps = np.abs(u_values[u_index] - v_values[v_index])
+    return float(np.dot(widths, gaps)) / (float(n) * float(m))
+
+
+def _compressed(side: "_NumericSide") -> tuple[np.ndarray, np.ndarray | None]:
+    """(values, counts) of a side: distinct values when they repeat a lot, else the sample."""
+    if side.exact_values is not None and side.exact_counts is not None:
+        return side.exact_values, side.exact_counts
+    assert side.sorted_values is not None
+    distinct_count = side.distinct_count
+    if distinct_count is not None and distinct_count * 4 <= side.count:
+        distinct = side.distinct
+        assert distinct is not None
+        return distinct
+    return side.sorted_values, None
 
 
 def _sturges_edges(low: float, high: float, size: int, integer: bool) -> np.ndarray:
@@ -679,12 +703,11 @@ def _score_numeric(
         return emit(statistic, p_value, approximate=True, error_bound=bound)
     if method == WASSERSTEIN:
         norm = max(reference.spread, _WASSERSTEIN_MIN_NORM)
-        if reference.sorted_values is not None:
-            distance = _wasserstein_sorted(reference.sorted_values, current.sample())
-            return emit(distance / norm, None)
-        if reference.exact_values is not None and reference.exact_counts is not None:
+        if reference.exact:
+            reference_values, reference_counts = _compressed(reference)
+            current_values, current_counts = _compressed(current)
             distance = _wasserstein_sorted(
-                reference.exact_values, current.sample(), reference.exact_counts
+                reference_values, current_values, reference_counts, current_counts
             )
             return emit(distance / norm, None)
         estimate, bound = _binned_wasserstein(reference, _bin_like(current, reference))
@@ -835,8 +858,7 @@ def _resolve_columns(
 
 
 def _current_kind(series: pd.Series, name: str, reference_kind: str) -> str:
-    kind = column_kind(series, column=name)
-    check_kind_compatible(name, reference_kind, kind, where="current data")
+    kind = compatible_kind(series, reference_kind, column=name, where="current data")
     if kind == "empty":
         raise InsufficientDataError(
             f"column {name!r} has no non-null values in the current data; drift cannot be computed"
@@ -853,6 +875,11 @@ def _score_categorical_series(
 ) -> DriftResult:
     counts = category_counts(series)
     total = sum(counts.values())
+    for where, size in (("reference", sum(reference_counts.values())), ("current data", total)):
+        if size == 0:
+            raise InsufficientDataError(
+                f"column {name!r} has no non-null values in the {where}; drift cannot be computed"
+            )
     return _score_categorical(
         name,
         reference_counts,

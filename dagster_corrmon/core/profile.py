@@ -58,30 +58,36 @@ NUMERIC_KINDS: tuple[str, ...] = ("numeric", "datetime")
 CATEGORICAL_KINDS: tuple[str, ...] = ("categorical", "boolean")
 _BOOLEAN_CATEGORIES = ("False", "True")
 _EMPTY = "empty"  # a column with no non-null value: compatible with any kind
+_KIND_SAMPLE = 10_000
 
 
 # --------------------------------------------------------------------------------------- kinds
 
 
 def column_kind(series: pd.Series, *, column: str) -> str:
-    """The profile kind of a column, or ``"empty"`` when it holds no non-null value.
+    """The profile kind of a column from its dtype (no pass over typed data).
 
-    Raises :class:`InputDataError` naming the column for dtypes that cannot be profiled
+    Object columns are classified from their first non-null values (``"empty"`` when they hold
+    none). Raises :class:`InputDataError` naming the column for dtypes that cannot be profiled
     (complex, timedelta, period, interval, objects that are neither scalars nor strings).
     """
     dtype = series.dtype
     if pd.api.types.is_bool_dtype(dtype):
         return "boolean"
     if pd.api.types.is_datetime64_any_dtype(dtype):
-        return "datetime" if series.notna().any() else _EMPTY
+        return "datetime"
     if isinstance(dtype, pd.CategoricalDtype):
-        return "categorical" if series.notna().any() else _EMPTY
+        return "categorical"
     if pd.api.types.is_complex_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
         raise InputDataError(f"column {column!r} has unsupported dtype {dtype}")
     if pd.api.types.is_numeric_dtype(dtype):
-        return "numeric" if series.notna().any() else _EMPTY
+        return "numeric"
     if pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
-        inferred = pd.api.types.infer_dtype(series, skipna=True)
+        # A sample is enough to tell strings from numbers and costs nothing at 1M rows; a
+        # column that starts empty is inferred from all its values.
+        inferred = pd.api.types.infer_dtype(series.iloc[:_KIND_SAMPLE], skipna=True)
+        if inferred == "empty" and len(series) > _KIND_SAMPLE:
+            inferred = pd.api.types.infer_dtype(series, skipna=True)
         if inferred == "empty":
             return _EMPTY
         if inferred in ("string", "mixed-integer", "categorical"):
@@ -97,6 +103,23 @@ def column_kind(series: pd.Series, *, column: str) -> str:
             "(expected numbers, strings, booleans or datetimes)"
         )
     raise InputDataError(f"column {column!r} has unsupported dtype {dtype}")
+
+
+def compatible_kind(series: pd.Series, reference_kind: str, *, column: str, where: str) -> str:
+    """The kind of a batch column checked against its reference's kind.
+
+    Returns ``"empty"`` for a column without any non-null value (a null spike is data, whatever
+    dtype the reader gave it); raises :class:`InputDataError` when the kind changed.
+    """
+    kind = column_kind(series, column=column)
+    if kind in (_EMPTY, reference_kind):
+        return kind
+    if not series.notna().any():
+        return _EMPTY
+    raise InputDataError(
+        f"column {column!r} is {reference_kind} in the reference but {kind} in the {where} "
+        "(incompatible dtypes)"
+    )
 
 
 def is_integer_column(series: pd.Series) -> bool:
@@ -578,21 +601,16 @@ def build_reference_profile(
             )
         else:
             counts = category_counts(series)
+            if not counts:
+                raise InsufficientDataError(
+                    f"column {name!r} has no non-null values in the reference; cannot profile it"
+                )
             ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
             categories = [category for category, _ in ranked[:max_categories]]
             profiles[name] = _categorical_profile(
                 name, series, kind, categories=categories, max_categories=max_categories
             )
     return DatasetProfile(rows=len(frame), columns=profiles)
-
-
-def check_kind_compatible(name: str, reference_kind: str, kind: str, *, where: str) -> None:
-    """Raise :class:`InputDataError` when a column changed kind against its reference."""
-    if kind not in (_EMPTY, reference_kind):
-        raise InputDataError(
-            f"column {name!r} is {reference_kind} in the reference but {kind} in the {where} "
-            "(incompatible dtypes)"
-        )
 
 
 def profile_batch(frame: pd.DataFrame, *, like: DatasetProfile) -> DatasetProfile:
@@ -607,8 +625,7 @@ def profile_batch(frame: pd.DataFrame, *, like: DatasetProfile) -> DatasetProfil
     for name in names:
         reference = like.columns[name]
         series = column_series(frame, name)
-        kind = column_kind(series, column=name)
-        check_kind_compatible(name, reference.kind, kind, where="batch")
+        compatible_kind(series, reference.kind, column=name, where="batch")
         if isinstance(reference, NumericColumnProfile):
             profiles[name] = _numeric_profile(
                 name,
