@@ -114,11 +114,15 @@ def build_correlation_job(
                         f"{risk.id}: {len(risk.affected_runs)} run(s) at risk from "
                         f"{risk.causes[0].asset_key}"
                     )
-        event_time = (
-            incident.detected_time
-            if incident is not None and incident.detected_time is not None
-            else now
+        latest_metric = store.read_signals(
+            asset_key=model.evaluation.to_user_string(), name=model.metric
         )
+        if incident is not None and incident.detected_time is not None:
+            event_time = incident.detected_time
+        elif latest_metric:
+            event_time = latest_metric[-1].event_time  # the data's time, not the wall clock
+        else:
+            event_time = now
         decision = decide_retrain(
             store=store,
             model=model,
@@ -126,7 +130,11 @@ def build_correlation_job(
             incident=incident,
             policy=retrain_policy,
             event_time=event_time,
-            partition=incident.detected_partition if incident is not None else None,
+            partition=(
+                incident.detected_partition
+                if incident is not None
+                else (latest_metric[-1].partition if latest_metric else None)
+            ),
         )
         context.log.info(f"retrain {model.name}: {decision.decision}: {decision.reason}")
 
@@ -191,42 +199,40 @@ def build_incident_checks(
     The correlation job reports into it runlessly; run on its own, it re-reads the model's
     active incidents from the store.
     """
-    checks: list[dg.AssetChecksDefinition] = []
-    for model in models:
+    return [_incident_check(model, resource_key) for model in models]
 
-        @dg.asset_check(
-            asset=model.model,
-            name=INCIDENT_CHECK_NAME,
-            required_resource_keys={resource_key},
-            description="corrmon: open performance incidents on this model and their causes.",
+
+def _incident_check(model: MonitoredModel, resource_key: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=model.model,
+        name=INCIDENT_CHECK_NAME,
+        required_resource_keys={resource_key},
+        description="corrmon: open performance incidents on this model and their causes.",
+    )
+    def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        store = getattr(context.resources, resource_key).get_store()
+        active = [
+            incident
+            for incident in store.list_incidents(model_asset=model.name)
+            if incident.status in (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED)
+        ]
+        if not active:
+            return dg.AssetCheckResult(passed=True, metadata={"corrmon/open_incidents": 0})
+        latest = active[-1]
+        return dg.AssetCheckResult(
+            passed=False,
+            severity=(
+                dg.AssetCheckSeverity.ERROR if latest.consequential else dg.AssetCheckSeverity.WARN
+            ),
+            description=f"{latest.classification.value}: {latest.id}",
+            metadata={
+                "corrmon/open_incidents": len(active),
+                "corrmon/incident": latest.id,
+                "corrmon/explanation": dg.MetadataValue.md(latest.summary or ""),
+            },
         )
-        def _check(context: dg.AssetCheckExecutionContext, _model: MonitoredModel = model):
-            store = getattr(context.resources, resource_key).get_store()
-            active = [
-                incident
-                for incident in store.list_incidents(model_asset=_model.name)
-                if incident.status in (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED)
-            ]
-            if not active:
-                return dg.AssetCheckResult(passed=True, metadata={"corrmon/open_incidents": 0})
-            latest = active[-1]
-            return dg.AssetCheckResult(
-                passed=False,
-                severity=(
-                    dg.AssetCheckSeverity.ERROR
-                    if latest.consequential
-                    else dg.AssetCheckSeverity.WARN
-                ),
-                description=f"{latest.classification.value}: {latest.id}",
-                metadata={
-                    "corrmon/open_incidents": len(active),
-                    "corrmon/incident": latest.id,
-                    "corrmon/explanation": dg.MetadataValue.md(latest.summary or ""),
-                },
-            )
 
-        checks.append(_check)
-    return checks
+    return _check
 
 
 def build_corrmon_defs(

@@ -48,6 +48,14 @@ CAUSE_TAG = "corrmon/suspected_cause"
 AT_RISK_TAG = "corrmon/at_risk"
 INCIDENT_CHECK_NAME = "corrmon_incident"
 _ACTIVE = (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED)
+DEFECT_KINDS = frozenset(
+    {
+        SignalKind.DATA_QUALITY,
+        SignalKind.SCHEMA_CHANGE,
+        SignalKind.FRESHNESS,
+        SignalKind.RUN_FAILURE,
+    }
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -453,9 +461,18 @@ def report_incident_check(
 def upstream_fault_signals(
     store: CorrmonStore, distances: Mapping[str, int], *, since: datetime
 ) -> list[Signal]:
-    """Failed ERROR signals on ancestors since a time: the triggers of *at-risk* flagging."""
+    """Failed ERROR signals on ancestors since a time: the triggers of *at-risk* flagging.
+
+    Defects only — failed quality, schema, freshness checks and run failures. Drift is left out:
+    a shifted distribution is how the world changes as often as how data breaks, so drift alone
+    waits for the metric (the correlation pass) before anything is flagged.
+    """
     found = store.read_signals(asset_keys=sorted(distances), start=since)
-    return [s for s in found if s.passed is False and s.severity is Severity.ERROR]
+    return [
+        s
+        for s in found
+        if s.passed is False and s.severity is Severity.ERROR and s.kind in DEFECT_KINDS
+    ]
 
 
 def flag_at_risk(

@@ -1,0 +1,422 @@
+"""``corrmon simulate``: run a scenario's monitored pipeline partition by partition, for real.
+
+Everything goes through a real Dagster instance at ``OUT/dagster_home`` (SQLite) and the corrmon
+store beside it: the pipeline's jobs run per partition with the scenario's incidents injected at
+the source feeds, the correlation sensor is evaluated after every partition, the correlation jobs
+it requests run, and the retrain sensor's requests retrain the model on recent partitions. At the
+end ``OUT/report.json`` says what was injected, what was detected and attributed, which runs were
+flagged and which retraining decisions were taken; ``dagster dev`` on that home shows it all.
+"""
+
+import datetime as dt
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from dagster_corrmon import instance_api
+from dagster_corrmon.core.attribution import AttributionConfig
+from dagster_corrmon.core.signal import SignalKind
+from dagster_corrmon.correlation.definitions import (
+    CORRELATION_JOB_NAME,
+    RETRAIN_SENSOR_NAME,
+    build_corrmon_defs,
+)
+from dagster_corrmon.correlation.model import MonitoredModel
+from dagster_corrmon.correlation.retrain import RETRAIN_SIGNAL_NAME, RetrainPolicy
+from dagster_corrmon.correlation.sensor import build_correlation_sensor
+from dagster_corrmon.pipeline.builder import (
+    SourceBatch,
+    build_monitored_pipeline,
+    build_partitions_def,
+    pipeline_keys,
+    training_partition_keys,
+)
+from dagster_corrmon.pipeline.repair import build_repair_provider
+from dagster_corrmon.resource import CorrmonResource
+from dagster_corrmon.scenarios.injections import CodeChange, Effect, LabelDelay, injection_rng
+from dagster_corrmon.scenarios.spec import ScenarioSpec
+from dagster_corrmon.store import CorrmonStore
+
+REPORT_VERSION = 1
+SENSOR_NAME = "corrmon_correlation_sensor"
+
+
+def _date(partition: str) -> dt.date:
+    return dt.date.fromisoformat(partition[:10])
+
+
+@dataclass
+class _State:
+    late_delivered: set[tuple[str, str]] = field(default_factory=set)
+    failed_runs: list[dict[str, Any]] = field(default_factory=list)
+    retrains: list[dict[str, Any]] = field(default_factory=list)
+    correlation_runs: int = 0
+
+
+def default_metric(spec: ScenarioSpec) -> str:
+    metrics = spec.metrics
+    for preferred in ("roc_auc", "rmse", "mae"):
+        if preferred in metrics:
+            return preferred
+    return metrics[0]
+
+
+def simulate(
+    spec: ScenarioSpec,
+    *,
+    out_dir: Path,
+    progress: Callable[[str], None] = print,
+    max_partitions: int | None = None,
+) -> dict[str, Any]:
+    """Simulate ``spec``; write and return the report."""
+    started = time.perf_counter()
+    out_dir = out_dir.resolve()
+    home = out_dir / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    database_url = f"sqlite:///{home / 'corrmon.db'}"
+    resource = CorrmonResource(database_url=database_url)
+    keys = pipeline_keys(spec)
+    partitions_def = build_partitions_def(spec)
+    all_keys = list(partitions_def.get_partition_keys())
+    training_keys = list(training_partition_keys(spec, partitions_def))
+    first = spec.simulation.start or _date(training_keys[-1]) + dt.timedelta(days=1)
+    scoring_keys = [
+        k
+        for k in all_keys
+        if _date(k) >= first
+        and k not in training_keys
+        and (spec.simulation.end is None or _date(k) < spec.simulation.end)
+    ]
+    if max_partitions is not None:
+        scoring_keys = scoring_keys[:max_partitions]
+    state = _State()
+    injections = list(spec.incidents)
+    metric = default_metric(spec)
+    seed = spec.simulation.seed
+
+    def source_transform(source: str, partition: str | None, frame: pd.DataFrame) -> Any:
+        if partition is None:
+            return frame
+        day = _date(partition)
+        for injection in injections:
+            if injection.source != source or not injection.active(day):
+                continue
+            effect = injection.effect()
+            if effect is Effect.LATE_BATCH:
+                if (injection.id or "", partition) in state.late_delivered:
+                    continue
+                return SourceBatch(frame=frame.iloc[0:0], note=f"{injection.id}: batch is late")
+            if effect in (Effect.TRANSFORM_SOURCE, Effect.EMPTY_BATCH, Effect.FAIL_RUN):
+                frame = injection.apply(frame, injection_rng(injection.id or "", partition, seed))
+        return frame
+
+    code_changes = [i for i in injections if isinstance(i, CodeChange)]
+
+    def feature_transform(partition: str, frame: pd.DataFrame) -> pd.DataFrame:
+        day = _date(partition)
+        for change in code_changes:
+            if change.active(day):
+                frame = change.apply(frame, injection_rng(change.id or "", partition, seed))
+        return frame
+
+    current_spec: list[ScenarioSpec] = [spec]
+    defs_cache: dict[tuple[str, bool], dg.Definitions] = {}
+
+    def pipeline_defs(day: dt.date | None) -> dg.Definitions:
+        buggy = [c for c in code_changes if day is not None and c.active(day)]
+        code_versions = {"features": buggy[0].code_version} if buggy else None
+        cache_key = (current_spec[0].training.model_dump_json(), bool(buggy))
+        if cache_key not in defs_cache:
+            pipeline = build_monitored_pipeline(
+                current_spec[0],
+                source_transform=source_transform,
+                feature_transform=feature_transform if buggy else None,
+                code_versions=code_versions,
+                resources={spec.monitoring.resource_key: resource},
+            )
+            defs_cache[cache_key] = dg.Definitions.merge(pipeline, corrmon_defs)
+        return defs_cache[cache_key]
+
+    attribution = AttributionConfig()
+    if spec.simulation.min_reference is not None:
+        attribution = replace(attribution, min_reference=spec.simulation.min_reference)
+    model = MonitoredModel(
+        model=keys.model,
+        evaluation=keys.evaluation,
+        predictions=keys.predictions,
+        metric=metric,
+        config=attribution,
+        repair=build_repair_provider(
+            spec, lambda: pipeline_defs(None), all_keys, metric=metric, seed=seed
+        ),
+    )
+    policy = RetrainPolicy(
+        on_concept_drift=spec.retraining.on_concept_drift,
+        cooldown=_partition_span(all_keys) * spec.retraining.cooldown_partitions,
+    )
+    corrmon_defs = build_corrmon_defs(models=[model], store=resource, retrain_policy=policy)
+
+    os.environ["DAGSTER_HOME"] = str(home)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        store = CorrmonStore(database_url)
+
+        def run(job: str, partition: str | None, *, tags: dict[str, str] | None = None) -> bool:
+            defs = pipeline_defs(_date(partition) if partition else None)
+            result = defs.resolve_job_def(job).execute_in_process(
+                instance=instance, partition_key=partition, raise_on_error=False, tags=tags
+            )
+            if not result.success:
+                state.failed_runs.append(
+                    {"job": job, "partition": partition, "run_id": result.run_id}
+                )
+            return result.success
+
+        name = spec.name
+        progress(f"simulating {spec.name}: {len(scoring_keys)} partitions into {out_dir}")
+        if keys.static:
+            run(f"{name}_static", None)
+        for index, partition in enumerate(training_keys):
+            run(f"{name}_training_inputs", partition)
+            if index % 10 == 0:
+                progress(f"  training inputs {index + 1}/{len(training_keys)} ({partition})")
+        run(f"{name}_train", None)
+        progress(f"  trained the model on {training_keys[0]} .. {training_keys[-1]}")
+
+        label_due: dict[int, list[str]] = {}
+        late_due: dict[int, list[tuple[str, str]]] = {}
+        cursor: str | None = None
+        for index, partition in enumerate(scoring_keys):
+            day = _date(partition)
+            tick_started = time.perf_counter()
+            run(f"{name}_score", partition)
+            delay = spec.evaluation.label_delay + sum(
+                i.extra_delay for i in injections if isinstance(i, LabelDelay) and i.active(day)
+            )
+            label_due.setdefault(index + delay, []).append(partition)
+            for injection in injections:
+                if injection.effect() is Effect.LATE_BATCH and injection.active(day):
+                    late_due.setdefault(index + getattr(injection, "delay", 1), []).append(
+                        (injection.id or "", partition)
+                    )
+            for injection_id, late in late_due.pop(index, []):
+                state.late_delivered.add((injection_id, late))
+                run(f"{name}_score", late, tags={"corrmon/late_delivery": injection_id})
+            for labelled in label_due.pop(index, []):
+                run(f"{name}_label", labelled)
+            cursor = _correlate(pipeline_defs(day), instance, resource, cursor, state)
+            retrain_requests, _ = _tick(pipeline_defs(day), RETRAIN_SENSOR_NAME, instance, resource)
+            for request in retrain_requests:
+                window = spec.retraining.window_partitions or len(training_keys)
+                recent = [k for k in scoring_keys[max(0, index + 1 - window) : index + 1]]
+                current_spec[0] = _retrained(current_spec[0], recent)
+                tags = {**request.tags, "dagster/run_key": request.run_key or ""}
+                ok = run(f"{name}_train", None, tags=tags)
+                state.retrains.append(
+                    {"partition": partition, "window": [recent[0], recent[-1]], "success": ok}
+                )
+                progress(f"  retrained on {recent[0]} .. {recent[-1]} ({request.tags})")
+            elapsed = time.perf_counter() - tick_started
+            if index % 5 == 0 or index == len(scoring_keys) - 1:
+                incidents = store.list_incidents(model_asset=model.name)
+                progress(
+                    f"  [{index + 1}/{len(scoring_keys)}] {partition}: {elapsed:.1f} s, "
+                    f"{len(incidents)} incident(s), {len(state.failed_runs)} failed run(s)"
+                )
+        # labels still pending at the end of the window arrive now
+        for pending in sorted(label_due):
+            for labelled in label_due[pending]:
+                run(f"{name}_label", labelled)
+        cursor = _correlate(pipeline_defs(None), instance, resource, cursor, state)
+        report = build_report(
+            spec=spec,
+            store=store,
+            instance=instance,
+            model=model,
+            scoring_keys=scoring_keys,
+            state=state,
+        )
+        report["elapsed_seconds"] = round(time.perf_counter() - started, 1)
+        store.close()
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    progress(f"report: {out_dir / 'report.json'} ({report['elapsed_seconds']} s)")
+    return report
+
+
+def _partition_span(keys: list[str]) -> dt.timedelta:
+    if len(keys) < 2:
+        return dt.timedelta(days=1)
+    return dt.datetime.fromisoformat(keys[1][:10]) - dt.datetime.fromisoformat(keys[0][:10])
+
+
+def _retrained(spec: ScenarioSpec, recent: list[str]) -> ScenarioSpec:
+    start = _date(recent[0])
+    end = _date(recent[-1]) + dt.timedelta(days=1)
+    training = spec.training.model_copy(update={"start": start, "end": end})
+    return spec.model_copy(update={"training": training})
+
+
+def _tick(
+    defs: dg.Definitions,
+    sensor_name: str,
+    instance: dg.DagsterInstance,
+    resource: CorrmonResource,
+    cursor: str | None = None,
+) -> tuple[list[dg.RunRequest], str | None]:
+    sensor = defs.resolve_sensor_def(sensor_name)
+    with dg.build_sensor_context(
+        instance=instance, definitions=defs, resources={"corrmon": resource}, cursor=cursor
+    ) as context:
+        data = sensor.evaluate_tick(context)
+    requests = list(data.run_requests or [])
+    # run_key de-duplication is the daemon's job; here, skip keys that already ran.
+    fresh = []
+    for request in requests:
+        if request.run_key and instance.get_runs(
+            dg.RunsFilter(tags={"dagster/run_key": request.run_key}), limit=1
+        ):
+            continue
+        fresh.append(request)
+    return fresh, data.cursor
+
+
+def _correlate(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    resource: CorrmonResource,
+    cursor: str | None,
+    state: _State,
+) -> str | None:
+    requests, cursor = _tick(defs, SENSOR_NAME, instance, resource, cursor)
+    job = defs.resolve_job_def(CORRELATION_JOB_NAME)
+    for request in requests:
+        tags = {**request.tags, "dagster/run_key": request.run_key or ""}
+        job.execute_in_process(
+            instance=instance, run_config=request.run_config, tags=tags, raise_on_error=False
+        )
+        state.correlation_runs += 1
+    return cursor
+
+
+def build_report(
+    *,
+    spec: ScenarioSpec,
+    store: CorrmonStore,
+    instance: dg.DagsterInstance,
+    model: MonitoredModel,
+    scoring_keys: list[str],
+    state: _State,
+) -> dict[str, Any]:
+    """The ``report.json`` document (schema in docs/scenarios.md)."""
+    keys = pipeline_keys(spec)
+    incidents = []
+    for incident in store.list_incidents(model_asset=model.name):
+        incidents.append(
+            {
+                "id": incident.id,
+                "model": incident.model_asset,
+                "metric": incident.metric,
+                "classification": incident.classification.value,
+                "consequential": incident.consequential,
+                "provisional": bool(incident.metadata.get("provisional")),
+                "onset_partition": incident.onset_partition,
+                "detected_partition": incident.detected_partition,
+                "baseline_value": incident.baseline_value,
+                "observed_value": incident.observed_value,
+                "status": incident.status.value,
+                "summary": incident.summary,
+                "causes": [
+                    {
+                        "rank": cause.rank,
+                        "kind": cause.kind,
+                        "asset": cause.asset_key,
+                        "source": _source_of(cause.asset_key, keys),
+                        "column": cause.column,
+                        "partition": cause.partition,
+                        "score": cause.score,
+                        "p_value": cause.p_value,
+                        "q_value": cause.q_value,
+                        "repair_recovery": cause.repair_recovery,
+                    }
+                    for cause in incident.causes
+                ],
+                "affected_runs": [
+                    {
+                        "run_id": run.run_id,
+                        "asset": run.asset_key,
+                        "role": run.role,
+                        "partition": run.partition,
+                        "at_risk": run.at_risk,
+                    }
+                    for run in incident.affected_runs
+                ],
+            }
+        )
+    decisions = [
+        {
+            "partition": signal.partition,
+            "event_time": signal.event_time.isoformat(),
+            "decision": signal.metadata.get("decision"),
+            "reason": signal.metadata.get("reason"),
+            "incident": signal.metadata.get("incident"),
+        }
+        for signal in store.read_signals(
+            asset_key=model.name, name=RETRAIN_SIGNAL_NAME, kind=SignalKind.RETRAIN_DECISION
+        )
+    ]
+    scoring_runs = {
+        record.partition: record.run_id
+        for record in instance_api.all_materializations(instance, keys.predictions)
+        if record.partition is not None
+    }
+    return {
+        "version": REPORT_VERSION,
+        "scenario": spec.name,
+        "metric": model.metric,
+        "partitions": scoring_keys,
+        "raw_assets": {name: key.to_user_string() for name, key in keys.raw.items()},
+        "injected": [
+            {
+                "id": injection.id,
+                "kind": injection.kind,
+                "source": injection.source,
+                "asset": _injected_asset(injection.source, keys),
+                "column": injection.column_hit,
+                "start": injection.start.isoformat(),
+                "end": injection.end.isoformat() if injection.end else None,
+            }
+            for injection in spec.incidents
+        ],
+        "expect": spec.expect.model_dump(mode="json"),
+        "incidents": incidents,
+        "retrain_decisions": decisions,
+        "retrains": state.retrains,
+        "failed_runs": state.failed_runs,
+        "correlation_runs": state.correlation_runs,
+        "scoring_runs": scoring_runs,
+    }
+
+
+def _source_of(asset: str, keys: Any) -> str | None:
+    for name, key in keys.raw.items():
+        if key.to_user_string() == asset:
+            return name
+    return None
+
+
+def _injected_asset(source: str, keys: Any) -> str:
+    if source in keys.raw:
+        return keys.raw[source].to_user_string()
+    if source == "features":
+        return keys.features.to_user_string()
+    return keys.evaluation.to_user_string()
+
+
+__all__ = ["build_correlation_sensor", "build_report", "simulate"]
