@@ -47,10 +47,15 @@ bench: install
 	$(PY) benchmarks/drift_vs_evidently.py
 
 demo: install $(DAGSTER_HOME)/dagster.yaml
-	$(VENV)/bin/corrmon demo
+	$(VENV)/bin/corrmon demo --out $(DAGSTER_HOME)/demo
 
+SCENARIOS ?= $(wildcard dagster_corrmon/scenarios/builtin/*.yaml)
 scenarios: install
-	$(VENV)/bin/corrmon scenarios --out .scenarios
+	@for scenario in $(SCENARIOS); do \
+		name=$$(basename $$scenario .yaml); \
+		$(VENV)/bin/corrmon simulate $$scenario --out .scenarios/$$name || exit 1; \
+	done
+	$(VENV)/bin/corrmon score .scenarios/*/
 
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml
