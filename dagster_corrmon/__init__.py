@@ -1,5 +1,7 @@
 """dagster-corrmon: which upstream change made the model worse, and which runs it hit."""
 
+from typing import TYPE_CHECKING
+
 from dagster_corrmon.core.incident import (
     AffectedRun,
     Cause,
@@ -19,7 +21,48 @@ from dagster_corrmon.errors import (
 
 __version__ = "0.1.0"
 
-__all__ = [
+if TYPE_CHECKING:  # the names `__getattr__` below serves, for type checkers and IDEs
+    from dagster_corrmon.checks import (
+        build_data_quality_checks,
+        build_drift_checks,
+        build_freshness_checks,
+        build_model_evaluation_checks,
+        build_schema_contract_checks,
+    )
+    from dagster_corrmon.correlation.definitions import build_corrmon_defs
+    from dagster_corrmon.correlation.model import MonitoredModel
+    from dagster_corrmon.correlation.retrain import RetrainPolicy
+    from dagster_corrmon.correlation.sensor import build_correlation_sensor
+    from dagster_corrmon.pipeline.builder import build_monitored_pipeline
+    from dagster_corrmon.pipeline.spec import load_spec
+    from dagster_corrmon.resource import CorrmonResource
+
+# The Dagster layer is imported on first use, so `import dagster_corrmon` (and the CLI) stays light.
+_LAZY = {
+    "CorrmonResource": "dagster_corrmon.resource",
+    "MonitoredModel": "dagster_corrmon.correlation.model",
+    "RetrainPolicy": "dagster_corrmon.correlation.retrain",
+    "build_corrmon_defs": "dagster_corrmon.correlation.definitions",
+    "build_correlation_sensor": "dagster_corrmon.correlation.sensor",
+    "build_data_quality_checks": "dagster_corrmon.checks",
+    "build_drift_checks": "dagster_corrmon.checks",
+    "build_freshness_checks": "dagster_corrmon.checks",
+    "build_model_evaluation_checks": "dagster_corrmon.checks",
+    "build_schema_contract_checks": "dagster_corrmon.checks",
+    "build_monitored_pipeline": "dagster_corrmon.pipeline.builder",
+    "load_spec": "dagster_corrmon.pipeline.spec",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'dagster_corrmon' has no attribute {name!r}")
+
+
+__all__ = [  # noqa: RUF022 — core types and errors, then the (lazy) Dagster layer
     "AffectedRun",
     "Cause",
     "ConfigError",
@@ -35,4 +78,17 @@ __all__ = [
     "SignalKind",
     "StoreError",
     "__version__",
+    # the Dagster layer (lazy)
+    "CorrmonResource",
+    "MonitoredModel",
+    "RetrainPolicy",
+    "build_corrmon_defs",
+    "build_correlation_sensor",
+    "build_data_quality_checks",
+    "build_drift_checks",
+    "build_freshness_checks",
+    "build_model_evaluation_checks",
+    "build_monitored_pipeline",
+    "build_schema_contract_checks",
+    "load_spec",
 ]

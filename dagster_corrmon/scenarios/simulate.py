@@ -45,6 +45,8 @@ from dagster_corrmon.scenarios.spec import ScenarioSpec
 from dagster_corrmon.store import CorrmonStore
 
 REPORT_VERSION = 1
+# Keep Dagster's per-event console log out of the simulator's progress output.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 SENSOR_NAME = "corrmon_correlation_sensor"
 
 
@@ -171,7 +173,11 @@ def simulate(
         def run(job: str, partition: str | None, *, tags: dict[str, str] | None = None) -> bool:
             defs = pipeline_defs(_date(partition) if partition else None)
             result = defs.resolve_job_def(job).execute_in_process(
-                instance=instance, partition_key=partition, raise_on_error=False, tags=tags
+                run_config=QUIET,
+                instance=instance,
+                partition_key=partition,
+                raise_on_error=False,
+                tags=tags,
             )
             if not result.success:
                 state.failed_runs.append(
@@ -299,7 +305,10 @@ def _correlate(
     for request in requests:
         tags = {**request.tags, "dagster/run_key": request.run_key or ""}
         job.execute_in_process(
-            instance=instance, run_config=request.run_config, tags=tags, raise_on_error=False
+            instance=instance,
+            run_config={**request.run_config, **QUIET},
+            tags=tags,
+            raise_on_error=False,
         )
         state.correlation_runs += 1
     return cursor
