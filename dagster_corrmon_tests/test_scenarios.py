@@ -1,0 +1,101 @@
+"""Scenario specs (extending a pipeline spec) and report scoring."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dagster_corrmon.errors import ConfigError
+from dagster_corrmon.scenarios.score import score_report, summarize
+from dagster_corrmon.scenarios.spec import load_scenario
+
+BUILTIN = Path(__file__).resolve().parent.parent / "dagster_corrmon" / "scenarios" / "builtin"
+
+
+def test_builtin_scenarios_load_and_extend_the_flights_spec() -> None:
+    paths = sorted(BUILTIN.glob("*.yaml"))
+    assert paths
+    for path in paths:
+        spec = load_scenario(path)
+        assert spec.sources[0].name == "schedule"  # inherited from flights.yaml
+        assert spec.partitioning.cadence == "weekly"  # overridden by the scenario
+        ids = [i.id for i in spec.incidents]
+        assert all(ids) and len(set(ids)) == len(ids)
+        assert {e.injection for e in spec.expect.incidents} <= set(ids)
+
+
+def _write(tmp_path: Path, body: str) -> Path:
+    base = BUILTIN.parent.parent / "examples" / "flights" / "flights.yaml"
+    path = tmp_path / "scenario.yaml"
+    path.write_text(f"base: {base}\nname: probe\n{body}")
+    return path
+
+
+def test_scenario_errors_name_the_key_and_line(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        "incidents:\n  - kind: null_spike\n    source: nowhere\n    column: temp\n"
+        "    start: 2013-03-01\n",
+    )
+    with pytest.raises(ConfigError, match="nowhere"):
+        load_scenario(path)
+    path = _write(tmp_path, "incidents:\n  - kind: null_spike\n    source: weather\n")
+    with pytest.raises(ConfigError, match=r"scenario.yaml:4: incidents\[0\]\.null_spike\.start"):
+        load_scenario(path)
+    path = _write(tmp_path, "expect:\n  incidents:\n    - injection: ghost\n")
+    with pytest.raises(ConfigError, match="ghost"):
+        load_scenario(path)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_scenario(tmp_path / "missing.yaml")
+
+
+def _report(causes: list[dict], *, detected: str = "2013-05-12", control: bool = False) -> dict:
+    weeks = pd.date_range("2013-04-07", "2013-06-30", freq="7D")
+    partitions = [day.strftime("%Y-%m-%d") for day in weeks]  # weekly, keyed by their Sunday
+    return {
+        "scenario": "probe",
+        "partitions": partitions,
+        "injected": [
+            {
+                "id": "x",
+                "kind": "null_spike",
+                "asset": "raw_schedule",
+                "column": "dest",
+                "start": "2013-05-06",
+                "end": None,
+            }
+        ],
+        "expect": {"control": control, "incidents": [] if control else [{"injection": "x"}]},
+        "incidents": [
+            {
+                "id": "inc-1",
+                "classification": "data_fault",
+                "consequential": True,
+                "detected_partition": detected,
+                "causes": causes,
+                "affected_runs": [
+                    {"run_id": "r1", "role": "scoring"},
+                    {"run_id": "r0", "role": "scoring"},
+                ],
+            }
+        ],
+        "scoring_runs": {"2013-05-12": "r1", "2013-05-19": "r2", "2013-04-28": "r0"},
+    }
+
+
+def test_score_counts_top1_top3_delay_and_annotation() -> None:
+    right = {"rank": 1, "asset": "raw_schedule", "column": "dest"}
+    wrong = {"rank": 1, "asset": "raw_weather", "column": "temp"}
+    hit = score_report(_report([right]))
+    assert (hit.expected, hit.top1, hit.top3, hit.detection_delays) == (1, 1, 1, [0])
+    assert hit.annotation_precision == 0.5  # r0 scored a healthy partition
+    assert hit.annotation_recall == 0.5  # r2 was affected but not flagged
+    second = score_report(_report([wrong, {**right, "rank": 2}], detected="2013-05-26"))
+    assert (second.top1, second.top3, second.detection_delays) == (0, 1, [2])
+    early = score_report(_report([right], detected="2013-04-21"))
+    assert early.missed == ["x"]  # an incident before the injection does not count
+    control = score_report(_report([wrong], control=True))
+    assert control.false_consequential == 1
+    summary = summarize([hit, second])
+    assert summary["top1_accuracy"] == 0.5 and summary["top3_accuracy"] == 1.0
+    assert summary["max_detection_delay"] == 2
