@@ -53,7 +53,7 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``corrmon`` script."""
     try:
-        cli.main(args=argv, prog_name="corrmon", standalone_mode=False)
+        status = cli.main(args=argv, prog_name="corrmon", standalone_mode=False)
     except CorrmonError as error:
         click.echo(f"corrmon: error: {error}", err=True)
         sys.exit(2)
@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(error.exit_code)
     except click.exceptions.Exit as error:
         sys.exit(error.exit_code)
+    if isinstance(status, int) and status:
+        sys.exit(status)
 
 
 if __name__ == "__main__":
