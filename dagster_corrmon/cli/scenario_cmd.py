@@ -110,5 +110,3 @@ def demo_command(out_dir: Path) -> None:
     )
     sys.stdout.flush()
 
-
-backtest_command = None  # `corrmon backtest` is not built yet (see the scenario-lab issue)
