@@ -87,8 +87,15 @@ def build_repair_provider(
         if not isinstance(artifact, ModelArtifact):
             return None
         rng = np.random.default_rng(seed)
+        cache: dict[str, pd.DataFrame | None] = {}
 
         def labelled(partition: str) -> pd.DataFrame | None:
+            # Every candidate's repair re-scores the same partitions: load each one once.
+            if partition not in cache:
+                cache[partition] = _load_labelled(partition)
+            return cache[partition]
+
+        def _load_labelled(partition: str) -> pd.DataFrame | None:
             try:
                 features = load(keys.features, partition)
                 evaluation = load(keys.evaluation, partition)
@@ -112,6 +119,8 @@ def build_repair_provider(
             )
             return float(metric_spec.function(labels[finite], scores[finite], **kwargs))
 
+        degraded_values: dict[tuple[str, ...], float] = {}
+
         def repair(request: RepairRequest) -> RepairOutcome | None:
             columns = columns_to_restore(request.candidate, artifact, keys)
             if not columns:
@@ -129,11 +138,13 @@ def build_repair_provider(
             frame = pd.concat(degraded, ignore_index=True)
             if len(frame) > MAX_ROWS:
                 frame = frame.sample(MAX_ROWS, random_state=seed).reset_index(drop=True)
+            if request.partitions not in degraded_values:
+                degraded_values[request.partitions] = value(frame)
             repaired = frame.copy()
             for column in columns:
                 pool = donor[column].to_numpy()
                 repaired[column] = pool[rng.integers(0, len(pool), len(repaired))]
-            before, after = value(frame), value(repaired)
+            before, after = degraded_values[request.partitions], value(repaired)
             if not (np.isfinite(before) and np.isfinite(after)):
                 return None
             return RepairOutcome(repaired_value=after, degraded_value=before)

@@ -147,7 +147,9 @@ def simulate(
             defs_cache[cache_key] = dg.Definitions.merge(pipeline, corrmon_defs)
         return defs_cache[cache_key]
 
-    attribution = AttributionConfig()
+    # Repair tests re-score whole partitions: the 20 most likely candidates are enough to find
+    # the one whose restoration recovers the loss (the rest keep their observational score).
+    attribution = AttributionConfig(max_repairs=20)
     if spec.simulation.min_reference is not None:
         attribution = replace(attribution, min_reference=spec.simulation.min_reference)
     model = MonitoredModel(
