@@ -184,7 +184,7 @@ class DataRule(_Rule):
         parts = [self.kind]
         if self.name:
             parts.append(self.name)
-        label = ":".join(parts)
+        label = ":".join(parts) + (f"@{self.column}" if self.column else "")
         if self.drifted_share is not None:
             return f"{label}:drifted_share>={self.drifted_share:g}"
         bounds = []
