@@ -42,8 +42,17 @@ def simulate_command(scenario: Path, out_dir: Path, max_partitions: int | None) 
 @click.argument("reports", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table")
 def score_command(reports: tuple[Path, ...], output_format: str) -> None:
-    """Score simulation output folders (or report.json files) against their expectations."""
-    from dagster_corrmon.scenarios.score import format_summary, score_report, summarize
+    """Score simulation output folders (or report.json files) against their expectations.
+
+    Beside corrmon's numbers: Evidently's dataset-drift alarm and a NannyML-style correlation
+    ranking, computed on the signals recorded in each folder's dagster_home/corrmon.db.
+    """
+    from dagster_corrmon.scenarios.score import (
+        format_summary,
+        load_baseline_history,
+        score_report,
+        summarize,
+    )
 
     scores = []
     for path in reports:
@@ -56,7 +65,10 @@ def score_command(reports: tuple[Path, ...], output_format: str) -> None:
             raise InputDataError(
                 f"{file} is not a corrmon report (invalid JSON: {error})"
             ) from None
-        scores.append(score_report(report))
+        history, note = load_baseline_history(file.parent, report)
+        score = score_report(report, history=history)
+        score.baselines_note = note
+        scores.append(score)
     summary = summarize(scores)
     if output_format == "json":
         click.echo(json.dumps(summary, indent=2))
@@ -109,4 +121,3 @@ def demo_command(out_dir: Path) -> None:
         f"{out_dir}/reference_2013_01.json --current {out_dir}/flights_2013_07.csv"
     )
     sys.stdout.flush()
-

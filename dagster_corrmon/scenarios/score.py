@@ -4,12 +4,29 @@ Pure over ``report.json`` documents. A cause *matches* an injection when it poin
 the injection hit (its raw feed, or ``features`` for a code change) and, where the injection hit
 one column, at that column (or a feature derived from it). The baselines are computed from the
 same history: Evidently's dataset-drift alarm (share of drifted columns ≥ 0.5 in a partition) and
-a NannyML-style ranking (Pearson correlation of each column's drift series with |Δ metric|).
+a NannyML-style ranking (Pearson correlation of each column's drift series with |Δ metric|); see
+:mod:`dagster_corrmon.scenarios.baselines`. Evidently detects but does not attribute, the ranker
+attributes but does not detect: their missing numbers are "n/a", never zero.
 """
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
+
+from dagster_corrmon.errors import InputDataError
+from dagster_corrmon.scenarios.baselines import (
+    BaselineHistory,
+    correlation_ranking,
+    drifted_shares,
+    evidently_alarms,
+    first_alarm,
+    injected_features,
+    load_history,
+    performance_change,
+)
+
+NOT_APPLICABLE = "n/a"
 
 UPSTREAM_CLASSES = frozenset({"data_fault", "upstream_failure", "code_change"})
 
@@ -26,6 +43,32 @@ class ScenarioScore:
     false_consequential: int = 0
     annotation_precision: float | None = None
     annotation_recall: float | None = None
+    evidently: "EvidentlyScore | None" = None
+    nannyml: "NannymlScore | None" = None
+    baselines_note: str | None = None  # why the baselines are missing, when they are
+
+
+@dataclass
+class EvidentlyScore:
+    """Evidently's dataset-drift alarm on one scenario's history (it attributes nothing)."""
+
+    detection_delays: list[int] = field(default_factory=list)
+    missed: list[str] = field(default_factory=list)
+    false_alarms: int = 0  # alarmed partitions of a control scenario
+    alarm_partitions: list[str] = field(default_factory=list)
+
+
+@dataclass
+class NannymlScore:
+    """NannyML's CorrelationRanker on one scenario's history (it detects nothing).
+
+    ``rankings`` holds, per expected injection, the features it hit and the top of the ranking,
+    so a reader can see *why* the ranker got it right or wrong.
+    """
+
+    top1: int = 0
+    top3: int = 0
+    rankings: dict[str, dict[str, Any]] = field(default_factory=dict[str, dict[str, Any]])
 
 
 def _matches(cause: Mapping[str, Any], injected: Mapping[str, Any]) -> bool:
@@ -43,9 +86,38 @@ def _index(partitions: Sequence[str], day: str) -> int:
     return len(partitions)
 
 
-def score_report(report: Mapping[str, Any]) -> ScenarioScore:
-    """Top-1/top-3 attribution, detection delay, control false alarms, annotation quality."""
+def load_baseline_history(
+    folder: Path, report: Mapping[str, Any]
+) -> tuple[BaselineHistory | None, str | None]:
+    """The baselines' inputs from the store beside a report, or ``None`` and the reason why not.
+
+    A report copied without its ``dagster_home`` still scores for corrmon; the reason travels into
+    the output instead of the baseline numbers silently reading as zero.
+    """
+    try:
+        history = load_history(
+            folder,
+            partitions=list(report.get("partitions") or []),
+            metric=str(report.get("metric") or "roc_auc"),
+            features_asset=report.get("features_asset"),
+            evaluation_asset=report.get("evaluation_asset"),
+        )
+    except InputDataError as error:
+        return None, str(error)
+    return history, None
+
+
+def score_report(
+    report: Mapping[str, Any], *, history: BaselineHistory | None = None
+) -> ScenarioScore:
+    """Top-1/top-3 attribution, detection delay, control false alarms, annotation quality.
+
+    With ``history`` (the same run's recorded signals, :func:`load_baseline_history`) the two
+    baselines are scored on it too.
+    """
     score = ScenarioScore(scenario=str(report.get("scenario")))
+    if history is not None:
+        score.evidently, score.nannyml = _score_baselines(report, history)
     expect = report.get("expect") or {}
     partitions: list[str] = list(report.get("partitions") or [])
     incidents = [i for i in report.get("incidents", []) if not i.get("provisional")]
@@ -100,6 +172,66 @@ def score_report(report: Mapping[str, Any]) -> ScenarioScore:
     return score
 
 
+def _score_baselines(
+    report: Mapping[str, Any], history: BaselineHistory
+) -> tuple[EvidentlyScore, NannymlScore]:
+    partitions: list[str] = list(report.get("partitions") or history.partitions)
+    if tuple(partitions) != history.partitions:
+        raise InputDataError(
+            f"scenario {report.get('scenario')}: the history's partitions are not the report's"
+        )
+    expect = report.get("expect") or {}
+    injected = {item["id"]: item for item in report.get("injected", [])}
+    alarms = evidently_alarms(drifted_shares(history.drift))
+    evidently = EvidentlyScore(
+        alarm_partitions=[key for key, alarm in zip(partitions, alarms, strict=True) if alarm]
+    )
+    if expect.get("control"):
+        evidently.false_alarms = sum(alarms)
+    nannyml = NannymlScore()
+    for expected in expect.get("incidents", []):
+        target = injected[expected["injection"]]
+        start = _index(partitions, target["start"])
+        alarm = first_alarm(alarms, start=start)
+        if alarm is None:
+            evidently.missed.append(expected["injection"])
+        else:
+            evidently.detection_delays.append(alarm - start)
+        hit = injected_features(
+            column=target.get("column"),
+            asset=str(target.get("asset")),
+            features=history.drift.statistics,
+            feed_columns=history.feed_columns,
+            feature_sources=report.get("feature_sources"),
+        )
+        entry: dict[str, Any] = {"injected_features": sorted(hit)}
+        nannyml.rankings[expected["injection"]] = entry
+        try:
+            change = performance_change(history.metric, reference_end=start)
+        except InputDataError as error:
+            entry["note"] = str(error)  # no reference period: the ranker has nothing to rank
+            continue
+        ranking = correlation_ranking(
+            history.drift.statistics, change, drifted=history.drift.drifted
+        )
+        ranked_hits = [r for r in ranking if r.column in hit and r.correlation is not None]
+        best = min((r.worst_rank for r in ranked_hits), default=None)
+        nannyml.top1 += best is not None and best <= 1
+        nannyml.top3 += best is not None and best <= 3
+        entry["rank"] = best
+        entry["top"] = [
+            {
+                "column": r.column,
+                "correlation": r.correlation,
+                "p_value": r.p_value,
+                "rank": r.rank,
+                "worst_rank": r.worst_rank,
+            }
+            for r in ranking[:5]
+        ]
+    return evidently, nannyml
+
+
 def summarize(scores: Sequence[ScenarioScore]) -> dict[str, Any]:
     expected = sum(s.expected for s in scores)
     delays = [d for s in scores for d in s.detection_delays]
@@ -111,22 +243,77 @@ def summarize(scores: Sequence[ScenarioScore]) -> dict[str, Any]:
         "top3_accuracy": (sum(s.top3 for s in scores) / expected) if expected else None,
         "max_detection_delay": max(delays) if delays else None,
         "mean_detection_delay": (sum(delays) / len(delays)) if delays else None,
+        "missed": sum(len(s.missed) for s in scores),
         "false_consequential_on_controls": sum(s.false_consequential for s in controls),
+        "baselines": _summarize_baselines(scores),
+    }
+
+
+def _summarize_baselines(scores: Sequence[ScenarioScore]) -> dict[str, Any]:
+    """Both baselines over the scenarios whose history could be read, with the same keys as
+    corrmon's own summary; a number a baseline cannot produce is "n/a"."""
+    scored = [s for s in scores if s.evidently is not None and s.nannyml is not None]
+    expected = sum(s.expected for s in scored)
+    evidently = [s.evidently for s in scored if s.evidently is not None]
+    nannyml = [s.nannyml for s in scored if s.nannyml is not None]
+    delays = [d for e in evidently for d in e.detection_delays]
+    controls = [s.evidently for s in scored if s.control and s.evidently is not None]
+    return {
+        "scenarios_scored": len(scored),
+        "expected_incidents": expected,
+        "without_history": {
+            s.scenario: s.baselines_note for s in scores if s.evidently is None or s.nannyml is None
+        },
+        "evidently": {
+            "top1_accuracy": NOT_APPLICABLE,
+            "top3_accuracy": NOT_APPLICABLE,
+            "max_detection_delay": max(delays) if delays else None,
+            "mean_detection_delay": (sum(delays) / len(delays)) if delays else None,
+            "missed": sum(len(e.missed) for e in evidently),
+            "false_alarms_on_controls": sum(e.false_alarms for e in controls),
+        },
+        "nannyml": {
+            "top1_accuracy": (sum(n.top1 for n in nannyml) / expected) if expected else None,
+            "top3_accuracy": (sum(n.top3 for n in nannyml) / expected) if expected else None,
+            "max_detection_delay": NOT_APPLICABLE,
+            "mean_detection_delay": NOT_APPLICABLE,
+            "missed": NOT_APPLICABLE,
+            "false_alarms_on_controls": NOT_APPLICABLE,
+        },
     }
 
 
 def format_summary(summary: Mapping[str, Any]) -> str:
+    """The per-scenario table, then corrmon and the two baselines side by side."""
+
     def number(value: Any) -> str:
         return (
             "-" if value is None else (f"{value:.2f}" if isinstance(value, float) else str(value))
         )
 
-    lines = ["scenario                       expected  top1  top3  delays  missed  false+"]
+    def listed(values: Sequence[Any]) -> str:
+        return ",".join(map(str, values)) or "-"
+
+    lines = [
+        f"{'':<30} {'corrmon':-^45}  {'evidently':-^22}  {'nannyml':-^9}",
+        f"{'scenario':<30} {'expected':>8} {'top1':>5} {'top3':>5}  {'delays':<6}  "
+        f"{'missed':<6}  {'false+':>6}  {'delays':<6}  {'missed':>6} {'false+':>6}  "
+        f"{'top1':>4} {'top3':>4}",
+    ]
     for s in summary["scenarios"]:
+        evidently, nannyml = s.get("evidently"), s.get("nannyml")
+        if evidently is None or nannyml is None:
+            baselines = f"{'-':<6}  {'-':>6} {'-':>6}  {'-':>4} {'-':>4}"
+        else:
+            false_alarms = evidently["false_alarms"] if s["control"] else "-"
+            baselines = (
+                f"{listed(evidently['detection_delays']):<6}  {len(evidently['missed']):>6} "
+                f"{false_alarms:>6}  {nannyml['top1']:>4} {nannyml['top3']:>4}"
+            )
         lines.append(
             f"{s['scenario'][:30]:<30} {s['expected']:>8} {s['top1']:>5} {s['top3']:>5}  "
-            f"{','.join(map(str, s['detection_delays'])) or '-':<6}  "
-            f"{','.join(s['missed']) or '-':<6}  {s['false_consequential']:>6}"
+            f"{listed(s['detection_delays']):<6}  "
+            f"{listed(s['missed']):<6}  {s['false_consequential']:>6}  {baselines}"
         )
     lines.append("")
     lines.append(
@@ -134,4 +321,47 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         f"max delay {number(summary['max_detection_delay'])} partition(s)  "
         f"false consequential on controls {summary['false_consequential_on_controls']}"
     )
+    baselines = summary.get("baselines")
+    if baselines is None:
+        return "\n".join(lines)
+    corrmon = {
+        key: summary.get(key)
+        for key in (
+            "top1_accuracy",
+            "top3_accuracy",
+            "max_detection_delay",
+            "mean_detection_delay",
+            "missed",
+        )
+    }
+    corrmon["false_alarms_on_controls"] = summary["false_consequential_on_controls"]
+    rows = [
+        ("top-1 accuracy", "top1_accuracy"),
+        ("top-3 accuracy", "top3_accuracy"),
+        ("max detection delay", "max_detection_delay"),
+        ("mean detection delay", "mean_detection_delay"),
+        ("missed incidents", "missed"),
+        ("false alarms on controls", "false_alarms_on_controls"),
+    ]
+    lines.append("")
+    lines.append(f"{'':<26} {'corrmon':>9} {'evidently':>10} {'nannyml':>9}")
+    for label, key in rows:
+        lines.append(
+            f"{label:<26} {number(corrmon[key]):>9} {number(baselines['evidently'][key]):>10} "
+            f"{number(baselines['nannyml'][key]):>9}"
+        )
+    lines += [
+        "evidently: dataset-drift alarm (share of drifted features >= 0.5); it does not attribute",
+        "nannyml: CorrelationRanker (Pearson r of each feature's drift with |metric - reference "
+        "mean|); it does not detect",
+        "false alarms on controls: consequential upstream-fault incidents (corrmon), alarmed "
+        "partitions (evidently)",
+    ]
+    for scenario, note in baselines["without_history"].items():
+        lines.append(f"baselines not scored for {scenario}: {note or 'no recorded history given'}")
+    if baselines["without_history"]:
+        lines.append(
+            f"(baseline numbers cover {baselines['scenarios_scored']} scenario(s), "
+            f"{baselines['expected_incidents']} expected incident(s))"
+        )
     return "\n".join(lines)
