@@ -32,6 +32,7 @@ from dagster_corrmon.correlation.model import MonitoredModel
 from dagster_corrmon.correlation.retrain import RETRAIN_SIGNAL_NAME, RetrainPolicy
 from dagster_corrmon.correlation.sensor import build_correlation_sensor
 from dagster_corrmon.pipeline.builder import (
+    FEATURE_SOURCES,
     SourceBatch,
     build_monitored_pipeline,
     build_partitions_def,
@@ -387,10 +388,20 @@ def build_report(
         for record in instance_api.all_materializations(instance, keys.predictions)
         if record.partition is not None
     }
+    features_event = instance.get_latest_materialization_event(keys.features)
+    sources_meta = (
+        features_event.asset_materialization.metadata.get(FEATURE_SOURCES)
+        if features_event is not None and features_event.asset_materialization is not None
+        else None
+    )
+    feature_sources = sources_meta.value if sources_meta is not None else {}
     return {
         "version": REPORT_VERSION,
         "scenario": spec.name,
         "metric": model.metric,
+        "features_asset": keys.features.to_user_string(),
+        "evaluation_asset": keys.evaluation.to_user_string(),
+        "feature_sources": feature_sources,
         "partitions": scoring_keys,
         "raw_assets": {name: key.to_user_string() for name, key in keys.raw.items()},
         "injected": [
