@@ -157,7 +157,10 @@ def judge_against_history(
         start=event_time - policy.lookback,
         end=event_time,
     )
-    values, times = history_points(stored)
+    # Observations that failed their check never teach the baseline: otherwise a defect that
+    # persists (a feed that keeps losing 90 % of a column) becomes "normal" after a few
+    # partitions and the check goes green while the data is still broken.
+    values, times = history_points(s for s in stored if s.passed is not False)
     windows: list[tuple[datetime, datetime]] = []
     for incident_asset in dict.fromkeys([asset_key, *incident_assets]):
         windows.extend(store.incident_windows(incident_asset, statuses=(IncidentStatus.RESOLVED,)))
