@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from dagster_corrmon.core.profile import DatasetProfile
 from dagster_corrmon.errors import InputDataError
@@ -70,6 +71,7 @@ class ModelArtifact:
     estimator_path: str
     feature_sources: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     version: str = ""
+    threads: int = 1  # OpenMP threads when scoring (see ModelSpec.threads)
 
     @property
     def numeric_columns(self) -> tuple[str, ...]:
@@ -98,7 +100,8 @@ class ModelArtifact:
         """Scores of a batch: P(label = 1) for classification, the prediction for regression."""
         if len(frame) == 0:
             return np.zeros(0)
-        return self.score_matrix(self.encode(frame))
+        with threadpool_limits(limits=self.threads, user_api="openmp"):
+            return self.score_matrix(self.encode(frame))
 
     def score_matrix(self, matrix: pd.DataFrame) -> np.ndarray:
         """Scores of an already-encoded matrix (see :meth:`encode`)."""
@@ -130,13 +133,14 @@ class ModelArtifact:
         if n == 0:
             return ScoredBatch(scores, latency, error)
         matrix = self.encode(frame)
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
-            began = time.perf_counter()
-            try:
-                scores[start:stop] = self.score_matrix(matrix.iloc[start:stop])
-            except (ValueError, TypeError) as failure:
-                error[start:stop] = True
-                messages.append(f"rows {start}-{stop - 1}: {failure}")
-            latency[start:stop] = (time.perf_counter() - began) * 1000.0
+        with threadpool_limits(limits=self.threads, user_api="openmp"):
+            for start in range(0, n, batch_size):
+                stop = min(start + batch_size, n)
+                began = time.perf_counter()
+                try:
+                    scores[start:stop] = self.score_matrix(matrix.iloc[start:stop])
+                except (ValueError, TypeError) as failure:
+                    error[start:stop] = True
+                    messages.append(f"rows {start}-{stop - 1}: {failure}")
+                latency[start:stop] = (time.perf_counter() - began) * 1000.0
         return ScoredBatch(scores, latency, error, tuple(messages))

@@ -1,9 +1,9 @@
 """The repair test for a spec-built pipeline: restore a suspect, re-score, measure the recovery.
 
 Interventional evidence (DESIGN §1.6): for a candidate cause, the degraded partitions' features
-are re-scored with the suspect feature column(s) *restored* — their values resampled from the
-last good partitions before the onset (the "last good upstream version") — and the metric is
-computed on the same labelled rows, before and after. A true cause recovers most of the loss;
+are re-scored with the suspect feature column(s) *restored* to the last good partitions before the
+onset (the "last good upstream version", by quantile mapping: see :func:`restore_column`) —
+and the metric is computed on the same labelled rows, before and after. A true cause recovers most of the loss;
 a co-moving bystander, or a change of the world the model never saw (concept drift), does not.
 """
 
@@ -55,6 +55,44 @@ def columns_to_restore(
     if asset in (keys.features.to_user_string(), keys.joined.to_user_string()):
         return features
     return []
+
+
+def restore_column(
+    degraded: pd.Series, donor: pd.Series, rng: np.random.Generator
+) -> np.ndarray | pd.Series | None:
+    """The column as the last good partitions would have delivered it, row order kept.
+
+    Numeric values are *quantile-mapped* onto the donor distribution: each value keeps its rank
+    and takes the donor's value at that rank. A unit change, an offset or a rescaling — any
+    monotone corruption — is undone exactly up to sampling error, and the rows keep their
+    relation to the label (resampling the marginal instead would destroy it, and a highly
+    predictive feature would look like no cause at all). Missing values, and categories the
+    donor never had, are drawn from the donor. When most of the column is missing there is no
+    information left to restore, and ``None`` says the repair test has no verdict.
+    """
+    if pd.api.types.is_numeric_dtype(donor) and pd.api.types.is_numeric_dtype(degraded):
+        pool = donor.to_numpy(dtype=float)
+        pool = np.sort(pool[np.isfinite(pool)])
+        values = degraded.to_numpy(dtype=float)
+        present = np.isfinite(values)
+        if pool.size == 0 or present.mean() < 0.5:
+            return None
+        out = np.empty(len(values))
+        ranks = pd.Series(values[present]).rank(method="average").to_numpy()
+        out[present] = np.quantile(pool, (ranks - 0.5) / present.sum())
+        out[~present] = pool[rng.integers(0, pool.size, int((~present).sum()))]
+        return out
+    pool = donor.dropna().to_numpy()
+    if pool.size == 0:
+        return None
+    known = set(pool.tolist())
+    keep = degraded.notna() & degraded.isin(known)
+    if keep.mean() < 0.5 and degraded.notna().mean() < 0.5:
+        return None
+    out = degraded.astype(object).copy()
+    missing = ~keep.to_numpy()
+    out[missing] = pool[rng.integers(0, pool.size, int(missing.sum()))]
+    return out
 
 
 def build_repair_provider(
@@ -142,8 +180,10 @@ def build_repair_provider(
                 degraded_values[request.partitions] = value(frame)
             repaired = frame.copy()
             for column in columns:
-                pool = donor[column].to_numpy()
-                repaired[column] = pool[rng.integers(0, len(pool), len(repaired))]
+                restored = restore_column(pd.Series(frame[column]), pd.Series(donor[column]), rng)
+                if restored is None:
+                    return None  # nothing left to restore (the values are gone): no verdict
+                repaired[column] = restored
             before, after = degraded_values[request.partitions], value(repaired)
             if not (np.isfinite(before) and np.isfinite(after)):
                 return None

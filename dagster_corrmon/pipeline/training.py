@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from dagster_corrmon.core.metrics import evaluate_classification, evaluate_regression
 from dagster_corrmon.core.profile import build_reference_profile
@@ -180,10 +181,12 @@ def train_model(
     split = round(len(table) * (1 - spec.training.holdout_fraction))
     split = min(max(split, 1), len(table) - 1)
     estimator = make_estimator(spec, [c in levels for c in feature_columns])
-    estimator.fit(matrix.iloc[:split], y[:split])  # type: ignore[attr-defined]
-    artifact = replace(artifact, estimator=estimator)
+    threads = spec.training.model.threads
+    with threadpool_limits(limits=threads, user_api="openmp"):
+        estimator.fit(matrix.iloc[:split], y[:split])  # type: ignore[attr-defined]
+    artifact = replace(artifact, estimator=estimator, threads=threads)
     holdout, holdout_y = matrix.iloc[split:], y[split:]
-    holdout_scores = artifact.score_matrix(holdout)
+    holdout_scores = artifact.score(table.iloc[split:])
     metrics = _metric_values(spec, holdout_y.astype(float), holdout_scores)
     rng = np.random.default_rng(spec.training.seed)
     max_rows = spec.training.importance.max_rows
@@ -191,14 +194,15 @@ def train_model(
         rows = np.sort(rng.choice(len(holdout), size=max_rows, replace=False))
         holdout, holdout_y = holdout.iloc[rows], holdout_y[rows]
     scoring = _importance_scoring(spec, holdout_y)
-    result: Any = permutation_importance(
-        estimator,
-        holdout,
-        holdout_y,
-        scoring=scoring,
-        n_repeats=spec.training.importance.n_repeats,
-        random_state=spec.training.seed,
-    )
+    with threadpool_limits(limits=threads, user_api="openmp"):
+        result: Any = permutation_importance(
+            estimator,
+            holdout,
+            holdout_y,
+            scoring=scoring,
+            n_repeats=spec.training.importance.n_repeats,
+            random_state=spec.training.seed,
+        )
     importances = dict(zip(feature_columns, map(float, result.importances_mean), strict=True))
     spreads = dict(zip(feature_columns, map(float, result.importances_std), strict=True))
     sources = {k: tuple(tuple(o) for o in v) for k, v in (feature_sources or {}).items()}
