@@ -94,6 +94,12 @@ def test_score_counts_top1_top3_delay_and_annotation() -> None:
     assert (second.top1, second.top3, second.detection_delays) == (0, 1, [2])
     early = score_report(_report([right], detected="2013-04-21"))
     assert early.missed == ["x"]  # an incident before the injection does not count
+    # A cause on the feature computed from the injected raw column is the same defect.
+    symptom = {"rank": 1, "asset": "features", "column": "dest_code"}
+    via_feature = _report([symptom])
+    via_feature["feature_sources"] = {"dest_code": ["raw_schedule:dest"]}
+    assert score_report(via_feature).top1 == 1
+    assert score_report(_report([symptom])).top1 == 0  # without the lineage it is another column
     control = score_report(_report([wrong], control=True))
     assert control.false_consequential == 1
     summary = summarize([hit, second])

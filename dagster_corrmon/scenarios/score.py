@@ -71,11 +71,23 @@ class NannymlScore:
     rankings: dict[str, dict[str, Any]] = field(default_factory=dict[str, dict[str, Any]])
 
 
-def _matches(cause: Mapping[str, Any], injected: Mapping[str, Any]) -> bool:
-    if cause.get("asset") != injected.get("asset"):
-        return False
+def _matches(
+    cause: Mapping[str, Any],
+    injected: Mapping[str, Any],
+    feature_sources: Mapping[str, Sequence[str]] | None = None,
+) -> bool:
+    """Does the cause point at what was injected?
+
+    Either at the injected asset (and column, when one was hit), or at a feature column computed
+    from the injected raw column (``feature_sources``: feature → ``asset:column``s) — the same
+    defect as the model sees it, one hop downstream, where the drift check measures it.
+    """
     column = injected.get("column")
-    return column is None or cause.get("column") in (None, column)
+    if cause.get("asset") == injected.get("asset"):
+        return column is None or cause.get("column") in (None, column)
+    origin = f"{injected.get('asset')}:{column}" if column else None
+    sources = (feature_sources or {}).get(str(cause.get("column")), ())
+    return origin is not None and origin in sources
 
 
 def _index(partitions: Sequence[str], day: str) -> int:
@@ -145,9 +157,10 @@ def score_report(
             continue
         incident = min(candidates, key=lambda i: _index(partitions, i["detected_partition"][:10]))
         causes = sorted(incident.get("causes", []), key=lambda c: c["rank"])
-        if causes and _matches(causes[0], target):
+        sources = report.get("feature_sources") or {}
+        if causes and _matches(causes[0], target, sources):
             score.top1 += 1
-        if any(_matches(c, target) for c in causes[:3]):
+        if any(_matches(c, target, sources) for c in causes[:3]):
             score.top3 += 1
         score.detection_delays.append(
             _index(partitions, incident["detected_partition"][:10]) - start
