@@ -200,12 +200,14 @@ def simulate(
         progress(f"  trained the model on {training_keys[0]} .. {training_keys[-1]}")
 
         label_due: dict[int, list[str]] = {}
+        unscored: set[str] = set()
         late_due: dict[int, list[tuple[str, str]]] = {}
         cursor: str | None = None
         for index, partition in enumerate(scoring_keys):
             day = _date(partition)
             tick_started = time.perf_counter()
-            run(f"{name}_score", partition)
+            if not run(f"{name}_score", partition):
+                unscored.add(partition)
             delay = spec.evaluation.label_delay + sum(
                 i.extra_delay for i in injections if isinstance(i, LabelDelay) and i.active(day)
             )
@@ -217,9 +219,11 @@ def simulate(
                     )
             for injection_id, late in late_due.pop(index, []):
                 state.late_delivered.add((injection_id, late))
-                run(f"{name}_score", late, tags={"corrmon/late_delivery": injection_id})
+                if run(f"{name}_score", late, tags={"corrmon/late_delivery": injection_id}):
+                    unscored.discard(late)
             for labelled in label_due.pop(index, []):
-                run(f"{name}_label", labelled)
+                if labelled not in unscored:  # nothing was predicted there: nothing to label
+                    run(f"{name}_label", labelled)
             cursor = _correlate(pipeline_defs(day), instance, resource, cursor, state)
             retrain_requests, _ = _tick(pipeline_defs(day), RETRAIN_SENSOR_NAME, instance, resource)
             for request in retrain_requests:
@@ -242,7 +246,8 @@ def simulate(
         # labels still pending at the end of the window arrive now
         for pending in sorted(label_due):
             for labelled in label_due[pending]:
-                run(f"{name}_label", labelled)
+                if labelled not in unscored:
+                    run(f"{name}_label", labelled)
         cursor = _correlate(pipeline_defs(None), instance, resource, cursor, state)
         report = build_report(
             spec=spec,

@@ -1,0 +1,91 @@
+"""`corrmon simulate` end to end on a short real scenario (the fast subset of the scenario lab).
+
+Two weekly training partitions, four scored ones, and an upstream run failure of the weather feed
+in the third: the failed run is recorded, the correlation sensor turns it into a ``run_failure``
+signal on the feed, correlation jobs run, and the report holds every documented key.
+"""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from dagster_corrmon.cli.main import main
+from dagster_corrmon.core.signal import SignalKind
+from dagster_corrmon.store import CorrmonStore
+
+BASE = Path(__file__).resolve().parent.parent / "dagster_corrmon" / "examples" / "flights"
+
+SCENARIO = f"""
+base: {BASE / "flights_at_departure.yaml"}
+name: smoke
+partitioning: {{cadence: weekly, start: 2013-01-07, end: 2013-02-17}}
+training: {{start: 2013-01-07, end: 2013-01-21}}
+incidents:
+  - id: weather_down
+    kind: upstream_run_failure
+    source: weather
+    start: 2013-02-03
+    end: 2013-02-09
+expect:
+  incidents: []
+"""
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("simulate")
+    scenario = folder / "smoke.yaml"
+    scenario.write_text(SCENARIO)
+    main(["simulate", str(scenario), "--out", str(folder / "out")])  # exits only on error
+    return folder / "out"
+
+
+def test_report_has_the_documented_shape(simulated: Path) -> None:
+    report = json.loads((simulated / "report.json").read_text())
+    for key in (
+        "scenario",
+        "partitions",
+        "injected",
+        "incidents",
+        "retrain_decisions",
+        "failed_runs",
+        "scoring_runs",
+    ):
+        assert key in report
+    assert report["scenario"] == "smoke"
+    # weekly partitions keyed by their Sunday; 2013-01-13 is the only one inside training
+    assert report["partitions"] == ["2013-01-20", "2013-01-27", "2013-02-03", "2013-02-10"]
+    assert report["injected"] == [
+        {
+            "id": "weather_down",
+            "kind": "upstream_run_failure",
+            "source": "weather",
+            "asset": "raw_weather",
+            "column": None,
+            "start": "2013-02-03",
+            "end": "2013-02-09",
+        }
+    ]
+    # The injected failure failed exactly the scoring run of its partition (and nothing was
+    # labelled where nothing was predicted).
+    assert [(r["job"], r["partition"]) for r in report["failed_runs"]] == [
+        ("smoke_score", "2013-02-03")
+    ]
+    assert report["correlation_runs"] >= 1
+    assert set(report["scoring_runs"]) == {"2013-01-20", "2013-01-27", "2013-02-10"}
+
+
+def test_the_failure_reached_the_store_and_the_instance(simulated: Path) -> None:
+    home = simulated / "dagster_home"
+    with CorrmonStore(f"sqlite:///{home / 'corrmon.db'}") as store:
+        failures = store.read_signals(kind=SignalKind.RUN_FAILURE)
+    assert {(s.asset_key, s.partition) for s in failures} >= {("raw_weather", "2013-02-03")}
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
+        assert len(runs) == 1
+        correlation = instance.get_run_records(dg.RunsFilter(job_name="corrmon_correlation_job"))
+        assert correlation and all(
+            r.dagster_run.tags["corrmon/model"] == "model" for r in correlation
+        )
