@@ -7,7 +7,8 @@ Public reads (``fetch_materializations``, ``fetch_run_status_changes``) are wrap
 provenance conventions (``dagster/input_data_version/<key>`` tags) in one module.
 """
 
-from collections.abc import Mapping, Sequence
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
@@ -31,6 +32,28 @@ class MaterializationRecord:
     code_version: str | None
     input_data_versions: Mapping[str, str]  # upstream asset key (user string) -> data version
     input_event_pointers: Mapping[str, int]  # upstream asset key -> storage id consumed
+
+
+def partition_input_data_version(partition_data_versions: Iterable[tuple[str, str]]) -> str:
+    """What Dagster records as ``dagster/input_data_version/<key>`` for a partitioned input.
+
+    Dagster 1.13 hashes the consumed partitions' data versions (sorted by partition key,
+    concatenated) with SHA-256 — even for a single partition. Given ``(partition_key,
+    data_version)`` pairs this recomputes it, so a consumer's tag can be matched to the exact
+    upstream partitions it read. (``dagster/input_event_pointer/<key>`` is no substitute: it
+    points at the upstream asset's latest materialization of *any* partition.)
+    """
+    ordered = [version for _, version in sorted(partition_data_versions)]
+    return hashlib.sha256("".join(ordered).encode()).hexdigest()
+
+
+def consumed_identity(record: "MaterializationRecord") -> str | None:
+    """The value a one-partition consumer records as this materialization's input version."""
+    if record.data_version is None:
+        return None
+    if record.partition is None:
+        return record.data_version
+    return partition_input_data_version([(record.partition, record.data_version)])
 
 
 def _to_record(record: dg.EventLogRecord) -> MaterializationRecord:

@@ -323,7 +323,7 @@ def _affected_runs(  # noqa: PLR0917 — private helper, called once
                     role=role,
                     partition=item.record.partition,
                     at_risk=False,
-                    reason=f"consumed a faulty {item.via[0]} materialization ({item.via[1]})",
+                    reason=f"consumed a faulty {item.via[0]} materialization ({item.via[1][:12]})",
                 )
     else:
         scored = model.predictions or model.evaluation
@@ -348,26 +348,22 @@ def _between(lineage: Mapping[str, Sequence[str]], model: MonitoredModel) -> set
 
 
 def _provenance(instance: dg.DagsterInstance, assets: Sequence[str]) -> list[ProvenanceRecord]:
-    """Provenance keyed by materialization storage ids.
+    """Provenance keyed by what consumers record as their input versions.
 
-    Dagster records, per input, the exact upstream materialization consumed
-    (``dagster/input_event_pointer/<key>``). Pointers are used rather than input data versions
-    because for a partitioned input Dagster records a hash over the consumed partitions'
-    versions, which matches no single upstream materialization.
+    A materialization's identity is :func:`instance_api.consumed_identity` — its data version,
+    or for a partition the hash Dagster records in a one-partition consumer's
+    ``dagster/input_data_version/<key>`` tag — so consumers match their exact upstream partition.
     """
     records: list[ProvenanceRecord] = []
     for asset in assets:
         key = dg.AssetKey.from_user_string(asset)
         for record in instance_api.all_materializations(instance, key):
-            inputs = {up: f"sid:{pointer}" for up, pointer in record.input_event_pointers.items()}
-            for up, version in record.input_data_versions.items():
-                inputs.setdefault(up, version)
             records.append(
                 ProvenanceRecord(
                     run_id=record.run_id,
                     asset_key=record.asset_key,
-                    data_version=f"sid:{record.storage_id}",
-                    input_data_versions=inputs,
+                    data_version=instance_api.consumed_identity(record),
+                    input_data_versions=record.input_data_versions,
                     partition=record.partition,
                 )
             )
@@ -380,19 +376,18 @@ def _faulty_materializations(
     versions: Sequence[str],
     partitions: set[str] | None = None,
 ) -> list[tuple[str, str]]:
-    """``(asset, "sid:<storage id>")`` of the materializations that produced faulty versions."""
+    """``(asset, identity)`` of the materializations that produced faulty data versions."""
     wanted = set(versions)
     found: list[tuple[str, str]] = []
     for record in instance_api.all_materializations(instance, dg.AssetKey.from_user_string(asset)):
         if record.data_version not in wanted:
             continue
-        if (
-            partitions is not None
-            and record.partition is not None
-            and record.partition not in partitions
-        ):
+        outside = partitions is not None and record.partition not in partitions
+        if record.partition is not None and outside:
             continue
-        found.append((asset, f"sid:{record.storage_id}"))
+        identity = instance_api.consumed_identity(record)
+        if identity is not None:
+            found.append((asset, identity))
     return found
 
 
@@ -529,7 +524,7 @@ def flag_at_risk(
                 role="upstream",
                 partition=item.record.partition,
                 at_risk=True,
-                reason=f"consumed a {item.via[0]} materialization ({item.via[1]}) failing a check",
+                reason=f"consumed a {item.via[0]} materialization failing a check",
             )
     cause = Cause(
         rank=1,

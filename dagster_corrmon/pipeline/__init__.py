@@ -4,6 +4,7 @@ spec = load_spec("flights.yaml")
 defs = build_monitored_pipeline(spec)
 """
 
+from dagster_corrmon.instance_api import partition_input_data_version
 from dagster_corrmon.pipeline.artifacts import ModelArtifact, ScoredBatch
 from dagster_corrmon.pipeline.builder import (
     FeatureTransform,
@@ -15,7 +16,7 @@ from dagster_corrmon.pipeline.builder import (
     pipeline_keys,
     training_partition_keys,
 )
-from dagster_corrmon.pipeline.hashing import frame_data_version, partition_input_data_version
+from dagster_corrmon.pipeline.hashing import frame_data_version
 from dagster_corrmon.pipeline.spec import PipelineSpec, SpecError, load_spec, parse_spec
 
 __all__ = [

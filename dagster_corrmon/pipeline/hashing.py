@@ -7,7 +7,7 @@ correlation engine reads from ``dagster/data_version`` and ``dagster/input_data_
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import pandas as pd
@@ -48,15 +48,3 @@ def code_version(role: str, *parts: Any) -> str:
     """A stable short hash of an asset's role, the builder version and its spec fragments."""
     payload = json.dumps([BUILDER_VERSION, role, *parts], sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
-
-
-def partition_input_data_version(partition_data_versions: Iterable[tuple[str, str]]) -> str:
-    """What Dagster records as ``dagster/input_data_version/<key>`` for a partitioned input.
-
-    Dagster 1.13 hashes the consumed partitions' data versions (sorted by partition key,
-    concatenated) with SHA-256 — even for a single partition. Given ``(partition_key,
-    data_version)`` pairs this recomputes it, so a consumer's tag can be matched to the exact
-    upstream partitions it read.
-    """
-    ordered = [version for _, version in sorted(partition_data_versions)]
-    return hashlib.sha256("".join(ordered).encode()).hexdigest()

@@ -3,8 +3,9 @@
 Interventional evidence (DESIGN §1.6): for a candidate cause, the degraded partitions' features
 are re-scored with the suspect feature column(s) *restored* to the last good partitions before the
 onset (the "last good upstream version", by quantile mapping: see :func:`restore_column`) —
-and the metric is computed on the same labelled rows, before and after. A true cause recovers most of the loss;
-a co-moving bystander, or a change of the world the model never saw (concept drift), does not.
+and the metric is computed on the same labelled rows, before and after. A true cause recovers
+most of the loss; a co-moving bystander, or a change of the world the model never saw (concept
+drift), does not.
 """
 
 from collections.abc import Callable, Sequence
