@@ -27,7 +27,14 @@ from dagster_corrmon.correlation.definitions import (
     CORRELATION_JOB_NAME,
     build_corrmon_defs,
 )
-from dagster_corrmon.correlation.engine import AT_RISK_TAG, CAUSE_TAG, INCIDENT_TAG
+from dagster_corrmon.correlation.engine import (
+    AT_RISK_TAG,
+    CAUSE_TAG,
+    INCIDENT_TAG,
+    flag_at_risk,
+    lineage_from_provenance,
+    upstream_fault_signals,
+)
 from dagster_corrmon.correlation.model import MonitoredModel
 from dagster_corrmon.correlation.sensor import load_cursor
 from dagster_corrmon.resource import CorrmonResource
@@ -268,3 +275,23 @@ def test_correlation_job_attributes_the_fault_and_tags_exactly_the_affected_runs
     assert f"Affected runs: {len(expected)}" in explained.output
     missing = runner.invoke(cli, ["explain", "nope", "--database-url", store.database_url])
     assert missing.exit_code != 0
+
+    # Proactive: upstream defects flag the downstream runs that consumed them *at risk*, before
+    # any metric confirms a loss — exactly the consumers of the failing raw partitions.
+    lineage = lineage_from_provenance(instance, [dg.AssetKey("evaluation"), dg.AssetKey("model")])
+    faults = upstream_fault_signals(store, {"raw": 3}, since=dt.datetime(2024, 1, 1, tzinfo=dt.UTC))
+    assert {s.partition for s in faults} == {_day(i) for i in range(FAULT_DAY, DAYS)}
+    risk = flag_at_risk(
+        instance=instance,
+        store=store,
+        model=MODEL,
+        lineage=lineage,
+        faults=faults,
+        now=dt.datetime(2024, 2, 1, tzinfo=dt.UTC),
+    )
+    assert risk is not None and risk.classification is IncidentClass.DATA_FAULT
+    assert not risk.consequential and risk.metadata["provisional"]
+    assert {run.run_id for run in risk.affected_runs} == expected
+    assert all(run.at_risk for run in risk.affected_runs)
+    flagged = instance.get_run_records(dg.RunsFilter(tags={AT_RISK_TAG: "true"}))
+    assert {record.dagster_run.run_id for record in flagged} == expected
