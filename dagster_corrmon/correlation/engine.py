@@ -194,6 +194,17 @@ def correlate(
     store.upsert_incident(incident)
     stored = store.get_incident(incident.id) or incident
     tagged = annotate_runs(instance, stored)
+    shift = result.shift
+    healthy_since = len(metric.partitions) - 1 - metric.partitions.index(shift.end_partition)
+    if healthy_since > model.config.episode_gap and stored.status in _ACTIVE:
+        # The episode is over: the metric has been back at its baseline for longer than an
+        # episode gap. Resolving also unblocks retraining and lets the baseline exclude it.
+        stored = store.set_incident_status(
+            stored.id,
+            IncidentStatus.RESOLVED,
+            note=f"the metric is back at its baseline since {shift.end_partition}",
+            actor="corrmon",
+        )
     report_incident_check(instance, model, stored)
     return CorrelationOutcome(
         model=model.name, result=result, incident=stored, tagged_runs=tagged, notes=result.notes
