@@ -1,28 +1,40 @@
 """``build_corrmon_defs``: everything corrmon adds to a Dagster project, from one call."""
 
 from collections.abc import Sequence
-from datetime import timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from dagster_corrmon import instance_api
 from dagster_corrmon.core.incident import IncidentStatus
 from dagster_corrmon.core.lineage import ancestors_with_distance
-from dagster_corrmon.core.signal import SignalKind
+from dagster_corrmon.core.signal import SignalKind, ensure_utc
 from dagster_corrmon.correlation.engine import (
     INCIDENT_CHECK_NAME,
     correlate,
     flag_at_risk,
     lineage_for,
+    lineage_from_provenance,
     tag_value,
     upstream_fault_signals,
+    upstream_map,
     utcnow,
 )
 from dagster_corrmon.correlation.model import MonitoredModel
 from dagster_corrmon.correlation.retrain import (
     RETRAIN_SIGNAL_NAME,
+    TRIGGER_CORRELATION,
+    TRIGGER_GUARD_CHECK,
+    TRIGGER_SCHEDULE,
     Decision,
+    RetrainDecision,
+    RetrainGuard,
     RetrainPolicy,
     decide_retrain,
+    decision_trigger,
+    record_decision,
+    retrain_guard,
 )
 from dagster_corrmon.correlation.sensor import CORRELATE_OP_NAME, build_correlation_sensor
 from dagster_corrmon.errors import ConfigError
@@ -30,6 +42,11 @@ from dagster_corrmon.resource import DEFAULT_RESOURCE_KEY, CorrmonResource
 
 CORRELATION_JOB_NAME = "corrmon_correlation_job"
 RETRAIN_SENSOR_NAME = "corrmon_retrain_sensor"
+RETRAIN_SCHEDULE_PREFIX = "corrmon_retrain_schedule"
+RETRAIN_GUARD_CHECK_NAME = "corrmon_retrain_guard"
+RETRAIN_TAG = "corrmon/retrain"
+REASON_TAG = "corrmon/reason"
+TRIGGER_TAG = "corrmon/trigger"
 AT_RISK_WINDOW = timedelta(days=7)
 DEFAULT_RETRAIN_POLICY = RetrainPolicy()
 
@@ -173,15 +190,19 @@ def build_retrain_sensor(
             for decision in decisions:
                 if decision.metadata.get("decision") != Decision.RETRAIN.value:
                     continue
+                if decision_trigger(decision) != TRIGGER_CORRELATION:
+                    # The schedule launched its own run; a guard-check verdict launches nothing
+                    # here (Declarative Automation acts on the check result).
+                    continue
                 incident = str(decision.metadata.get("incident") or "none")
                 requests.append(
                     dg.RunRequest(
                         run_key=f"retrain:{decision.idempotency_key}",
                         asset_selection=[model.model],
                         tags={
-                            "corrmon/retrain": "true",
+                            RETRAIN_TAG: "true",
                             "corrmon/incident": tag_value(incident),
-                            "corrmon/reason": str(decision.metadata.get("reason", ""))[:200],
+                            REASON_TAG: str(decision.metadata.get("reason", ""))[:200],
                         },
                     )
                 )
@@ -189,6 +210,223 @@ def build_retrain_sensor(
         return dg.SensorResult(run_requests=requests)
 
     return _sensor
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in text)
+
+
+def _last_trained(instance: dg.DagsterInstance, model: MonitoredModel) -> datetime | None:
+    """When the model asset was last materialized (a retrain by any route counts for cooldown)."""
+    record = instance_api.latest_materialization(instance, model.model)
+    return datetime.fromtimestamp(record.timestamp, tz=UTC) if record is not None else None
+
+
+def _schedule_lineage(
+    context: dg.ScheduleEvaluationContext, model: MonitoredModel
+) -> dict[str, list[str]]:
+    """The declared asset graph when the tick knows its repository, else recorded provenance."""
+    try:
+        repository = context.repository_def
+    except dg.DagsterInvariantViolationError:
+        return lineage_from_provenance(context.instance, [model.evaluation, model.model])
+    return upstream_map(repository.asset_graph)
+
+
+def _scheduled_time(context: dg.ScheduleEvaluationContext) -> datetime:
+    try:
+        return ensure_utc(context.scheduled_execution_time)
+    except Exception as error:
+        # Dagster raises its internal CheckError when the context was built without a time.
+        if type(error).__name__ != "CheckError":
+            raise
+        return utcnow()
+
+
+def _retrain_tags(decision: RetrainDecision, trigger: str) -> dict[str, str]:
+    tags = {RETRAIN_TAG: "true", REASON_TAG: decision.reason[:200], TRIGGER_TAG: trigger}
+    if decision.incident_id is not None:
+        tags["corrmon/incident"] = tag_value(decision.incident_id)
+    return tags
+
+
+def build_retrain_schedule(
+    *,
+    model: MonitoredModel,
+    cron_schedule: str,
+    guard: RetrainGuard = retrain_guard,
+    policy: RetrainPolicy = DEFAULT_RETRAIN_POLICY,
+    name: str | None = None,
+    resource_key: str = DEFAULT_RESOURCE_KEY,
+    default_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.RUNNING,
+    execution_timezone: str | None = None,
+) -> dg.ScheduleDefinition:
+    """A scheduled retrain of ``model`` that runs only when its guard holds.
+
+    On each tick the guard (:func:`~dagster_corrmon.correlation.retrain.retrain_guard` unless
+    given) decides from the store: retrain on validated decay or consequential drift since the
+    last retrain, never while the model or an ancestor has an open data-fault or upstream-failure
+    incident, and not within the cooldown. The decision is recorded as a ``retrain_decision``
+    signal either way; a tick that does not retrain returns a ``SkipReason`` with the reason, so
+    it is visible on the schedule's tick history. A retrain is one run of the model asset tagged
+    ``corrmon/retrain=true`` and ``corrmon/reason``.
+    """
+
+    @dg.schedule(
+        cron_schedule,
+        name=name or f"{RETRAIN_SCHEDULE_PREFIX}_{_slug(model.name)}",
+        target=[model.model],
+        required_resource_keys={resource_key},
+        default_status=default_status,
+        execution_timezone=execution_timezone,
+        description=(
+            f"corrmon: retrains {model.name} on schedule, only on validated decay or consequential "
+            "drift, never on top of an open data fault."
+        ),
+    )
+    def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        store = getattr(context.resources, resource_key).get_store()
+        now = _scheduled_time(context)
+        verdict = guard(
+            store,
+            model,
+            _schedule_lineage(context, model),
+            policy,
+            now,
+            last_trained=_last_trained(context.instance, model),
+        )
+        decision = replace(verdict, trigger=TRIGGER_SCHEDULE)
+        record_decision(store, decision)
+        if decision.decision is not Decision.RETRAIN:
+            return dg.SkipReason(f"{decision.decision.value}: {decision.reason}")
+        return dg.RunRequest(
+            run_key=f"retrain:{model.name}:{now.isoformat()}",
+            asset_selection=[model.model],
+            tags=_retrain_tags(decision, TRIGGER_SCHEDULE),
+        )
+
+    return _schedule
+
+
+def retrain_guard_condition(
+    *, cron_schedule: str, cron_timezone: str = "UTC"
+) -> dg.AutomationCondition:
+    """When the ``corrmon_retrain_guard`` check re-judges the guard: once per cron tick."""
+    return (
+        dg.AutomationCondition.cron_tick_passed(cron_schedule, cron_timezone)
+        .since_last_handled()
+        .with_label("corrmon_retrain_guard_on_cron")
+    )
+
+
+def build_retrain_guard_check(
+    *,
+    model: MonitoredModel,
+    guard: RetrainGuard = retrain_guard,
+    policy: RetrainPolicy = DEFAULT_RETRAIN_POLICY,
+    cron_schedule: str | None = None,
+    cron_timezone: str = "UTC",
+    resource_key: str = DEFAULT_RESOURCE_KEY,
+) -> dg.AssetChecksDefinition:
+    """``corrmon_retrain_guard``: the retrain guard as a blocking check on the model asset.
+
+    Passes when retraining is allowed now (decay or consequential drift, no open data fault,
+    outside the cooldown — the model's latest materialization counts as the last retrain).
+    Fails with ERROR while an open data-fault / upstream-failure incident blocks retraining
+    (fix the data and backfill first), with WARN when there is simply nothing to retrain for.
+    Its verdict is recorded (trigger ``guard_check``) but launches nothing itself:
+    :func:`retrain_condition` on the model acts on it. With ``cron_schedule`` the check
+    re-judges itself once per cron tick under Declarative Automation.
+    """
+
+    @dg.asset_check(
+        asset=model.model,
+        name=RETRAIN_GUARD_CHECK_NAME,
+        blocking=True,
+        required_resource_keys={resource_key},
+        automation_condition=(
+            retrain_guard_condition(cron_schedule=cron_schedule, cron_timezone=cron_timezone)
+            if cron_schedule is not None
+            else None
+        ),
+        description=(
+            "corrmon: passes when retraining this model is allowed now (validated decay or "
+            "consequential drift, no open data fault upstream, outside the cooldown)."
+        ),
+    )
+    def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        store = getattr(context.resources, resource_key).get_store()
+        lineage = lineage_for(context.op_execution_context, [model.evaluation, model.model])
+        verdict = guard(
+            store,
+            model,
+            lineage,
+            policy,
+            utcnow(),
+            last_trained=_last_trained(context.instance, model),
+        )
+        decision = replace(verdict, trigger=TRIGGER_GUARD_CHECK)
+        record_decision(store, decision)
+        allowed = decision.decision is Decision.RETRAIN
+        return dg.AssetCheckResult(
+            passed=allowed,
+            severity=(
+                dg.AssetCheckSeverity.ERROR
+                if decision.decision is Decision.BLOCKED
+                else dg.AssetCheckSeverity.WARN
+            ),
+            description=f"{decision.decision.value}: {decision.reason}",
+            metadata={
+                "corrmon/decision": decision.decision.value,
+                "corrmon/reason": decision.reason,
+                "corrmon/incident": decision.incident_id or "",
+            },
+        )
+
+    return _check
+
+
+def retrain_condition(
+    *, cron_schedule: str | None = None, cron_timezone: str = "UTC"
+) -> dg.AutomationCondition:
+    """corrmon's retrain policy as a Declarative Automation condition for the model asset.
+
+    Dagster's conditions cannot read corrmon's store, so the policy reaches them through the
+    ``corrmon_retrain_guard`` check (:func:`build_retrain_guard_check`; it must be defined —
+    with no blocking check on the model this condition has nothing to wait for). The model is
+    requested when all its blocking checks — the guard among them — have *newly* passed against
+    its latest materialization, while every upstream blocking check passes and no run of it is in
+    progress. After the retrain the guard's result refers to an older materialization, so the
+    condition stays false until the guard passes again: one retrain per passing guard run.
+    With ``cron_schedule`` additionally at most one retrain per cron tick.
+
+    ::
+
+        @dg.asset(automation_condition=cm.retrain_condition())
+        def model(): ...
+
+        guard = cm.build_retrain_guard_check(model=monitored, cron_schedule="0 4 * * *")
+
+    The guard is re-judged only when its check runs (on its cron under Declarative Automation,
+    or on demand), so the decision is as fresh as that run; the automation sensor must be on
+    (Dagster's default one starts stopped).
+    """
+    guard_passed = dg.AutomationCondition.all_checks_match(
+        dg.AutomationCondition.check_passed(), blocking_only=True
+    ).with_label("corrmon_retrain_guard_passed")
+    condition = (
+        guard_passed.newly_true().with_label("corrmon_retrain_guard_newly_passed")
+        & dg.AutomationCondition.all_deps_blocking_checks_passed()
+        & ~dg.AutomationCondition.in_progress()
+    )
+    if cron_schedule is not None:
+        condition = (
+            dg.AutomationCondition.cron_tick_passed(cron_schedule, cron_timezone)
+            .since_last_handled()
+            .with_label("corrmon_retrain_cron")
+            & condition
+        )
+    return condition.with_label("corrmon_retrain")
 
 
 def build_incident_checks(
@@ -243,8 +481,14 @@ def build_corrmon_defs(
     retrain_policy: RetrainPolicy = DEFAULT_RETRAIN_POLICY,
     sensor_interval_seconds: int = 30,
     resource_key: str = DEFAULT_RESOURCE_KEY,
+    retrain_schedule: str | None = None,
 ) -> dg.Definitions:
     """Monitoring for an existing Dagster project: merge the result into its definitions.
+
+    ``retrain_schedule`` (a cron string) adds, per model, a guarded scheduled retrain
+    (:func:`build_retrain_schedule`) and the ``corrmon_retrain_guard`` check that shows the
+    guard's verdict in the Checks tab (run on demand; for Declarative Automation build it with
+    :func:`build_retrain_guard_check` and a ``cron_schedule`` instead).
 
     ::
 
@@ -258,12 +502,31 @@ def build_corrmon_defs(
     job = build_correlation_job(
         models=models, retrain_policy=retrain_policy, resource_key=resource_key
     )
+    guard_checks: list[dg.AssetChecksDefinition] = []
+    schedules: list[dg.ScheduleDefinition] = []
+    if retrain_schedule is not None:
+        for model in models:
+            guard_checks.append(
+                build_retrain_guard_check(
+                    model=model, policy=retrain_policy, resource_key=resource_key
+                )
+            )
+            schedules.append(
+                build_retrain_schedule(
+                    model=model,
+                    cron_schedule=retrain_schedule,
+                    policy=retrain_policy,
+                    resource_key=resource_key,
+                )
+            )
     return dg.Definitions(
         asset_checks=[
             *data_checks,
             *build_incident_checks(models=models, resource_key=resource_key),
+            *guard_checks,
         ],
         jobs=[job],
+        schedules=schedules,
         sensors=[
             build_correlation_sensor(
                 models=models,
