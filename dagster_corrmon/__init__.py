@@ -29,7 +29,12 @@ if TYPE_CHECKING:  # the names `__getattr__` below serves, for type checkers and
         build_model_evaluation_checks,
         build_schema_contract_checks,
     )
-    from dagster_corrmon.correlation.definitions import build_corrmon_defs
+    from dagster_corrmon.correlation.definitions import (
+        build_corrmon_defs,
+        build_retrain_guard_check,
+        build_retrain_schedule,
+        retrain_condition,
+    )
     from dagster_corrmon.correlation.model import MonitoredModel
     from dagster_corrmon.correlation.retrain import RetrainPolicy
     from dagster_corrmon.correlation.sensor import build_correlation_sensor
@@ -43,6 +48,9 @@ _LAZY = {
     "MonitoredModel": "dagster_corrmon.correlation.model",
     "RetrainPolicy": "dagster_corrmon.correlation.retrain",
     "build_corrmon_defs": "dagster_corrmon.correlation.definitions",
+    "build_retrain_schedule": "dagster_corrmon.correlation.definitions",
+    "build_retrain_guard_check": "dagster_corrmon.correlation.definitions",
+    "retrain_condition": "dagster_corrmon.correlation.definitions",
     "build_correlation_sensor": "dagster_corrmon.correlation.sensor",
     "build_data_quality_checks": "dagster_corrmon.checks",
     "build_drift_checks": "dagster_corrmon.checks",
@@ -89,6 +97,9 @@ __all__ = [  # noqa: RUF022 — core types and errors, then the (lazy) Dagster l
     "build_freshness_checks",
     "build_model_evaluation_checks",
     "build_monitored_pipeline",
+    "build_retrain_guard_check",
+    "build_retrain_schedule",
     "build_schema_contract_checks",
     "load_spec",
+    "retrain_condition",
 ]
