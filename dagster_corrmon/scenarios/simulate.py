@@ -71,6 +71,24 @@ def default_metric(spec: ScenarioSpec) -> str:
     return metrics[0]
 
 
+def monitored_model(spec: ScenarioSpec, *, repair: Any = None) -> MonitoredModel:
+    """The model a scenario monitors, with the scenario's attribution settings."""
+    keys = pipeline_keys(spec)
+    # Repair tests re-score whole partitions: the 20 most likely candidates are enough to find
+    # the one whose restoration recovers the loss (the rest keep their observational score).
+    attribution = AttributionConfig(max_repairs=20)
+    if spec.simulation.min_reference is not None:
+        attribution = replace(attribution, min_reference=spec.simulation.min_reference)
+    return MonitoredModel(
+        model=keys.model,
+        evaluation=keys.evaluation,
+        predictions=keys.predictions,
+        metric=default_metric(spec),
+        config=attribution,
+        repair=repair,
+    )
+
+
 def simulate(
     spec: ScenarioSpec,
     *,
@@ -148,17 +166,8 @@ def simulate(
             defs_cache[cache_key] = dg.Definitions.merge(pipeline, corrmon_defs)
         return defs_cache[cache_key]
 
-    # Repair tests re-score whole partitions: the 20 most likely candidates are enough to find
-    # the one whose restoration recovers the loss (the rest keep their observational score).
-    attribution = AttributionConfig(max_repairs=20)
-    if spec.simulation.min_reference is not None:
-        attribution = replace(attribution, min_reference=spec.simulation.min_reference)
-    model = MonitoredModel(
-        model=keys.model,
-        evaluation=keys.evaluation,
-        predictions=keys.predictions,
-        metric=metric,
-        config=attribution,
+    model = monitored_model(
+        spec,
         repair=build_repair_provider(
             spec, lambda: pipeline_defs(None), all_keys, metric=metric, seed=seed
         ),
