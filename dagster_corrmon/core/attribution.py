@@ -66,7 +66,8 @@ The pipeline, in the order :func:`attribute_performance_shift` runs it:
 4. **Classify** (:class:`~dagster_corrmon.core.incident.IncidentClass`): a candidate *explains*
    the shift when its repair recovers at least ``min_repair_recovery`` of the loss, or — if it
    was not repaired — when it is timely (``P >= 0.5``), individually significant
-   (``p <= significance_level``), scores at least ``explain_score`` and is not a feature of
+   (``p <= significance_level``, or the smallest p-value the test can produce on a series too
+   short to reach that level), scores at least ``explain_score`` and is not a feature of
    negligible importance. The *primary* cause is then chosen: an explaining series (an observed
    data defect) beats an event whose only evidence is its timing, but a timely event at or above
    that series in the lineage is its root cause and the series its symptom (a failed run shows up
@@ -889,6 +890,7 @@ class _Evidence:
     median_before: float | None = None
     median_after: float | None = None
     p_value: float = 1.0
+    p_floor: float = 0.0  # the smallest p-value the association test could produce
     statistic: float = 0.0
     q_value: float = 1.0
     association: float = 0.0
@@ -1123,6 +1125,7 @@ def _fill_association(
     )
     for item in evidence:
         item.p_value = float(p_values[item.row])
+        item.p_floor = 1 / (rotations + 1)
         item.q_value = float(q_values[item.row])
         item.statistic = float(statistics[item.row])
         item.association = math.log(1.0 / item.p_value) / math.log(rotations + 1.0)
@@ -1316,9 +1319,13 @@ def _classify(
                 item.importance_component is not None
                 and item.importance_component < config.min_importance
             )
+            # On a short series the circular-shift test cannot reach the significance level at
+            # all (its smallest p-value is 1/(rotations + 1)); the strongest association it can
+            # show then counts, and timing, score and importance must still agree.
+            alpha = max(config.significance_level, item.p_floor)
             item.explains = (
                 item.precedence >= 0.5
-                and item.p_value <= config.significance_level
+                and item.p_value <= alpha
                 and item.score >= config.explain_score
                 and not negligible
             )
