@@ -8,6 +8,8 @@ most of the loss; a co-moving bystander, or a change of the world the model neve
 drift), does not.
 """
 
+import contextlib
+import io
 from collections.abc import Callable, Sequence
 
 import dagster as dg
@@ -117,7 +119,10 @@ def build_repair_provider(
         defs = definitions()
 
         def load(key: dg.AssetKey, partition: str | None) -> object:
-            return defs.load_asset_value(key, partition_key=partition, instance=instance)
+            # Dagster's loader logs a DEBUG line per partition to a console handler it creates
+            # on the spot; the repair test loads dozens of partitions per correlation run.
+            with contextlib.redirect_stderr(io.StringIO()):
+                return defs.load_asset_value(key, partition_key=partition, instance=instance)
 
         try:
             artifact = load(keys.model, None)
