@@ -171,22 +171,12 @@ def _version_changes(
         event_time = partition_start(partitions_def, record.partition) or datetime.fromtimestamp(
             record.timestamp, tz=UTC
         )
+
         previous_code = cursor["code"].get(asset)
         if record.code_version and previous_code and record.code_version != previous_code:
             found.append(
-                Signal(
-                    kind=SignalKind.CODE_VERSION_CHANGE,
-                    asset_key=asset,
-                    name="code_version",
-                    event_time=event_time,
-                    observed_at=now,
-                    partition=record.partition,
-                    run_id=record.run_id,
-                    data_version=record.data_version,
-                    code_version=record.code_version,
-                    passed=False,
-                    severity=Severity.WARN,
-                    metadata={"previous": previous_code, "current": record.code_version},
+                _version_signal(
+                    SignalKind.CODE_VERSION_CHANGE, record, event_time, now, previous_code
                 )
             )
         if record.code_version:
@@ -197,23 +187,37 @@ def _version_changes(
             )
             older = [r for r in earlier if r.storage_id < record.storage_id]
             if older and older[-1].data_version != record.data_version:
+                previous_data = older[-1].data_version or ""
                 found.append(
-                    Signal(
-                        kind=SignalKind.DATA_VERSION_CHANGE,
-                        asset_key=asset,
-                        name="data_version",
-                        event_time=event_time,
-                        observed_at=now,
-                        partition=record.partition,
-                        run_id=record.run_id,
-                        data_version=record.data_version,
-                        code_version=record.code_version,
-                        passed=False,
-                        severity=Severity.WARN,
-                        metadata={"previous": older[-1].data_version or ""},
+                    _version_signal(
+                        SignalKind.DATA_VERSION_CHANGE, record, event_time, now, previous_data
                     )
                 )
     return found
+
+
+def _version_signal(
+    kind: SignalKind,
+    record: instance_api.MaterializationRecord,
+    event_time: datetime,
+    now: datetime,
+    previous: str,
+) -> Signal:
+    """A new code or data version of one materialization, as a signal."""
+    return Signal(
+        kind=kind,
+        asset_key=record.asset_key,
+        name=kind.value.removesuffix("_change"),
+        event_time=event_time,
+        observed_at=now,
+        partition=record.partition,
+        run_id=record.run_id,
+        data_version=record.data_version,
+        code_version=record.code_version,
+        passed=False,
+        severity=Severity.WARN,
+        metadata={"previous": previous},
+    )
 
 
 def _new_failed_checks(
