@@ -255,6 +255,25 @@ def get_corrmon(context: dg.AssetCheckExecutionContext, resource_key: str) -> Co
     return resource
 
 
+def open_check(
+    context: dg.AssetCheckExecutionContext,
+    target: CheckTarget,
+    resource_key: str,
+    *,
+    now: datetime | None = None,
+) -> tuple[CorrmonResource, MaterializationTags]:
+    """The store resource and the standard tags of the materialization this check judges."""
+    corrmon = get_corrmon(context, resource_key)
+    tags = corrmon.materialization_tags(
+        context,
+        target.key,
+        partition_key=current_partition(context),
+        partitions_def=target.partitions_def,
+        now=now,
+    )
+    return corrmon, tags
+
+
 def current_partition(context: dg.AssetCheckExecutionContext) -> str | None:
     return context.partition_key if context.has_partition_key else None
 
@@ -351,13 +370,7 @@ def frame_check(
     )
     def _check(context: dg.AssetCheckExecutionContext, asset_value) -> dg.AssetCheckResult:
         started = time.perf_counter()
-        corrmon = get_corrmon(context, resource_key)
-        tags = corrmon.materialization_tags(
-            context,
-            target.key,
-            partition_key=current_partition(context),
-            partitions_def=target.partitions_def,
-        )
+        corrmon, tags = open_check(context, target, resource_key)
         frame = as_frame(asset_value)
         if frame is None:
             outcome = not_a_frame_outcome(asset_value, tags=tags, kind=kind, check_name=name)

@@ -33,15 +33,14 @@ from dagster_corrmon.checks._common import (
     as_frame,
     check_name_prefix,
     column_names,
-    current_partition,
     failed_outcome,
     finish,
     fraction,
     frame_check,
-    get_corrmon,
     input_error_signals,
     missing_columns_message,
     not_a_frame_outcome,
+    open_check,
     resolve_targets,
     to_severity,
     worst,
@@ -297,13 +296,7 @@ def build_drift_checks(
             context: dg.AssetCheckExecutionContext, asset_value, corrmon_reference_model
         ) -> dg.AssetCheckResult:
             started = time.perf_counter()
-            corrmon = get_corrmon(context, resource_key)
-            tags = corrmon.materialization_tags(
-                context,
-                target.key,
-                partition_key=current_partition(context),
-                partitions_def=target.partitions_def,
-            )
+            corrmon, tags = open_check(context, target, resource_key)
             frame = as_frame(asset_value)
             profile = getattr(corrmon_reference_model, "reference_profile", None)
             importances = static_importances

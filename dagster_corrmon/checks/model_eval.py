@@ -43,14 +43,13 @@ from dagster_corrmon.checks._common import (
     CheckOutcome,
     as_frame,
     check_name_prefix,
-    current_partition,
     failed_outcome,
     finish,
     fraction,
-    get_corrmon,
     input_error_signals,
     missing_columns_message,
     not_a_frame_message,
+    open_check,
     positive_int,
     resolve_targets,
     to_severity,
@@ -233,13 +232,7 @@ def build_model_evaluation_checks(
         context: dg.AssetCheckExecutionContext, asset_value
     ) -> dg.AssetCheckResult:
         started = time.perf_counter()
-        corrmon = get_corrmon(context, resource_key)
-        tags = corrmon.materialization_tags(
-            context,
-            target.key,
-            partition_key=current_partition(context),
-            partitions_def=target.partitions_def,
-        )
+        corrmon, tags = open_check(context, target, resource_key)
         frame = as_frame(asset_value)
         if frame is None:
             message = not_a_frame_message(asset_value, asset_key=tags.asset_key, check=check_name)
