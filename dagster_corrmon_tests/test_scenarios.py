@@ -100,6 +100,12 @@ def test_score_counts_top1_top3_delay_and_annotation() -> None:
     via_feature["feature_sources"] = {"dest_code": ["raw_schedule:dest"]}
     assert score_report(via_feature).top1 == 1
     assert score_report(_report([symptom])).top1 == 0  # without the lineage it is another column
+    # A defect that breaks scoring leaves no metric: the at-risk incident is the detection.
+    at_risk = _report([right])
+    at_risk["incidents"][0].update(
+        provisional=True, consequential=False, detected_partition=None, onset_partition="2013-05-12"
+    )
+    assert (score_report(at_risk).top1, score_report(at_risk).detection_delays) == (1, [0])
     control = score_report(_report([wrong], control=True))
     assert control.false_consequential == 1
     summary = summarize([hit, second])

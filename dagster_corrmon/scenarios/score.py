@@ -90,6 +90,12 @@ def _matches(
     return origin is not None and origin in sources
 
 
+def _detected(incident: Mapping[str, Any]) -> str | None:
+    """When an incident was raised: its detection, or for an at-risk one, its fault's onset."""
+    when = incident.get("detected_partition") or incident.get("onset_partition")
+    return str(when)[:10] if when else None
+
+
 def _index(partitions: Sequence[str], day: str) -> int:
     """Index of the first partition at or after ``day`` (ISO date)."""
     for index, key in enumerate(partitions):
@@ -132,7 +138,8 @@ def score_report(
         score.evidently, score.nannyml = _score_baselines(report, history)
     expect = report.get("expect") or {}
     partitions: list[str] = list(report.get("partitions") or [])
-    incidents = [i for i in report.get("incidents", []) if not i.get("provisional")]
+    every = list(report.get("incidents", []))
+    incidents = [i for i in every if not i.get("provisional")]
     injected = {item["id"]: item for item in report.get("injected", [])}
     score.control = bool(expect.get("control"))
     if score.control:
@@ -153,18 +160,26 @@ def score_report(
             and _index(partitions, i["detected_partition"][:10]) >= start
         ]
         if not candidates:
+            # No performance incident (e.g. the defect broke scoring, so no metric exists): an
+            # *at-risk* incident raised from the upstream defect is the detection.
+            candidates = [
+                i
+                for i in every
+                if i.get("provisional")
+                and _detected(i) is not None
+                and _index(partitions, _detected(i) or "") >= start
+            ]
+        if not candidates:
             score.missed.append(expected["injection"])
             continue
-        incident = min(candidates, key=lambda i: _index(partitions, i["detected_partition"][:10]))
+        incident = min(candidates, key=lambda i: _index(partitions, _detected(i) or ""))
         causes = sorted(incident.get("causes", []), key=lambda c: c["rank"])
         sources = report.get("feature_sources") or {}
         if causes and _matches(causes[0], target, sources):
             score.top1 += 1
         if any(_matches(c, target, sources) for c in causes[:3]):
             score.top3 += 1
-        score.detection_delays.append(
-            _index(partitions, incident["detected_partition"][:10]) - start
-        )
+        score.detection_delays.append(_index(partitions, _detected(incident) or "") - start)
         end = target.get("end") or "9999-12-31"
         truth = {
             run
