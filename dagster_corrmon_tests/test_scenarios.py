@@ -45,6 +45,9 @@ def test_scenario_errors_name_the_key_and_line(tmp_path: Path) -> None:
     path = _write(tmp_path, "expect:\n  incidents:\n    - injection: ghost\n")
     with pytest.raises(ConfigError, match="ghost"):
         load_scenario(path)
+    path = _write(tmp_path, "target: {column: arr_delay, task: regression, threshold: null}\n")
+    with pytest.raises(ConfigError, match=r"training\.model\.estimator: .*Classifier does not fit"):
+        load_scenario(path)
     with pytest.raises(ConfigError, match="cannot read"):
         load_scenario(tmp_path / "missing.yaml")
 

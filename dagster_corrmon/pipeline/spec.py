@@ -592,6 +592,23 @@ class PipelineSpec(SpecModel):
         yield from self._column_problems()
         if not self.features.columns:
             yield SpecProblem(("features",), "no features: list numeric and/or categorical")
+        if self.training.model.estimator is not None:
+            from sklearn.base import is_classifier, is_regressor
+
+            try:  # sklearn's tags need an instance; an estimator without defaults is not checked
+                estimator = import_object(self.training.model.estimator)()
+            except TypeError:
+                estimator = None
+            wrong = estimator is not None and (
+                is_regressor(estimator)
+                if self.target.task == "classification"
+                else is_classifier(estimator)
+            )
+            if wrong:
+                yield SpecProblem(
+                    ("training", "model", "estimator"),
+                    f"{self.training.model.estimator} does not fit a {self.target.task} target",
+                )
         metrics = self.evaluation.metrics or []
         allowed = (
             CLASSIFICATION_METRICS if self.target.task == "classification" else REGRESSION_METRICS
