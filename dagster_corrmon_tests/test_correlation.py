@@ -176,3 +176,15 @@ def test_correlation_job_attributes_the_fault_and_tags_exactly_the_affected_runs
     assert all(run.at_risk for run in risk.affected_runs)
     flagged = instance.get_run_records(dg.RunsFilter(tags={AT_RISK_TAG: "true"}))
     assert {record.dagster_run.run_id for record in flagged} == expected
+    # Seen again later through a moving look-back window: the fault still began where it began.
+    again = flag_at_risk(
+        instance=instance,
+        store=store,
+        model=MODEL,
+        lineage=lineage,
+        faults=faults[-2:],
+        now=dt.datetime(2024, 2, 2, tzinfo=dt.UTC),
+    )
+    assert again is not None and again.id == risk.id
+    assert again.onset_partition == day(FAULT_DAY)
+    assert {run.run_id for run in again.affected_runs} == expected

@@ -572,6 +572,22 @@ def flag_at_risk(
         updated_at=now,
         metadata={"provisional": True},
     )
+    if existing is not None and existing.id == incident_id and existing.onset_time is not None:
+        # The same defect seen again: keep where it began, extend where it reaches, and keep
+        # every run flagged so far (the look-back window moves on; the fault's start does not).
+        if existing.onset_time < incident.onset_time:  # type: ignore[operator]
+            incident = replace(
+                incident,
+                onset_time=existing.onset_time,
+                onset_partition=existing.onset_partition,
+                window_start=existing.window_start,
+            )
+        kept = {run.run_id: run for run in existing.affected_runs}
+        kept.update({run.run_id: run for run in incident.affected_runs})
+        incident = replace(
+            incident,
+            affected_runs=tuple(sorted(kept.values(), key=lambda r: (r.partition or "", r.run_id))),
+        )
     if classification in DATA_FAULT_CLASSES:
         store.upsert_incident(incident)
         annotate_runs(instance, store.get_incident(incident.id) or incident)
