@@ -134,24 +134,17 @@ def build_correlation_job(
         latest_metric = store.read_signals(
             asset_key=model.evaluation.to_user_string(), name=model.metric
         )
-        if incident is not None and incident.detected_time is not None:
-            event_time = incident.detected_time
-        elif latest_metric:
-            event_time = latest_metric[-1].event_time  # the data's time, not the wall clock
-        else:
-            event_time = now
+        # A decision is stamped with the newest evaluated partition (the data's time, not the
+        # wall clock), so each pass records its own: an incident first judged not consequential
+        # and confirmed a partition later gets its retrain decision then.
         decision = decide_retrain(
             store=store,
             model=model,
             lineage=lineage,
             incident=incident,
             policy=retrain_policy,
-            event_time=event_time,
-            partition=(
-                incident.detected_partition
-                if incident is not None
-                else (latest_metric[-1].partition if latest_metric else None)
-            ),
+            event_time=latest_metric[-1].event_time if latest_metric else now,
+            partition=latest_metric[-1].partition if latest_metric else None,
         )
         context.log.info(f"retrain {model.name}: {decision.decision}: {decision.reason}")
 
