@@ -191,6 +191,27 @@ def failed_outcome(
     )
 
 
+def input_failure(
+    tags: MaterializationTags,
+    *,
+    kind: SignalKind,
+    name: str,
+    message: str,
+    severity: Severity = Severity.ERROR,
+    columns: Sequence[str | None] = (None,),
+    metadata: Mapping[str, Any] | None = None,
+    failed_count: int = 1,
+) -> CheckOutcome:
+    """The failed outcome of a check that could not judge its input, with its error signals."""
+    return failed_outcome(
+        severity=severity,
+        description=message,
+        signals=input_error_signals(tags, kind=kind, name=name, columns=columns, message=message),
+        metadata={**(metadata or {}), md.INPUT_ERROR: message},
+        failed_count=failed_count,
+    )
+
+
 def missing_columns_message(
     missing: Sequence[str], *, argument: str, factory: str, asset_key: str, available: Sequence[str]
 ) -> str:
@@ -332,14 +353,7 @@ def not_a_frame_outcome(
 ) -> CheckOutcome:
     """The failed ERROR outcome for an asset value that is not a table."""
     message = not_a_frame_message(value, asset_key=tags.asset_key, check=check_name)
-    return failed_outcome(
-        severity=Severity.ERROR,
-        description=message,
-        signals=input_error_signals(
-            tags, kind=kind, name=check_name, columns=[None], message=message
-        ),
-        metadata={md.INPUT_ERROR: message},
-    )
+    return input_failure(tags, kind=kind, name=check_name, message=message)
 
 
 def frame_check(

@@ -38,6 +38,7 @@ from dagster_corrmon.checks._common import (
     fraction,
     frame_check,
     input_error_signals,
+    input_failure,
     missing_columns_message,
     not_a_frame_outcome,
     open_check,
@@ -317,14 +318,7 @@ def build_drift_checks(
                     f"({type(corrmon_reference_model).__name__}) has no DatasetProfile "
                     "attribute .reference_profile"
                 )
-                outcome = failed_outcome(
-                    severity=Severity.ERROR,
-                    description=message,
-                    signals=input_error_signals(
-                        tags, kind=SignalKind.DRIFT, name=DRIFT, columns=[None], message=message
-                    ),
-                    metadata={md.INPUT_ERROR: message},
-                )
+                outcome = input_failure(tags, kind=SignalKind.DRIFT, name=DRIFT, message=message)
             else:
                 outcome = judge_with(profile, importances)(frame, tags, corrmon)
             return finish(

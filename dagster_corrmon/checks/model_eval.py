@@ -43,12 +43,11 @@ from dagster_corrmon.checks._common import (
     CheckOutcome,
     as_frame,
     check_name_prefix,
-    failed_outcome,
     finish,
     fraction,
-    input_error_signals,
+    input_failure,
     missing_columns_message,
-    not_a_frame_message,
+    not_a_frame_outcome,
     open_check,
     positive_int,
     resolve_targets,
@@ -68,6 +67,8 @@ from dagster_corrmon.errors import ConfigError, InputDataError
 from dagster_corrmon.resource import DEFAULT_RESOURCE_KEY, CorrmonResource, MaterializationTags
 
 FACTORY = "build_model_evaluation_checks"
+# Name of the signal saying the evaluation could not be judged (broken or missing input).
+INPUT_SIGNAL = "model_performance_input"
 
 Task = Literal["classification", "regression"]
 
@@ -235,14 +236,8 @@ def build_model_evaluation_checks(
         corrmon, tags = open_check(context, target, resource_key)
         frame = as_frame(asset_value)
         if frame is None:
-            message = not_a_frame_message(asset_value, asset_key=tags.asset_key, check=check_name)
-            outcome = failed_outcome(
-                severity=Severity.ERROR,
-                description=message,
-                signals=input_error_signals(
-                    tags, kind=SignalKind.METRIC, name=check_name, columns=[None], message=message
-                ),
-                metadata={md.INPUT_ERROR: message},
+            outcome = not_a_frame_outcome(
+                asset_value, tags=tags, kind=SignalKind.METRIC, check_name=check_name
             )
         else:
             outcome = judge_performance(frame, tags=tags, corrmon=corrmon, settings=settings)
@@ -388,17 +383,12 @@ def judge_performance(
             asset_key=tags.asset_key,
             available=available,
         )
-        return failed_outcome(
-            severity=Severity.ERROR,
-            description=message,
-            signals=input_error_signals(
-                tags,
-                kind=SignalKind.METRIC,
-                name="model_performance_input",
-                columns=list(missing.values()),
-                message=message,
-            ),
-            metadata={md.INPUT_ERROR: message},
+        return input_failure(
+            tags,
+            kind=SignalKind.METRIC,
+            name=INPUT_SIGNAL,
+            message=message,
+            columns=list(missing.values()),
             failed_count=len(missing),
         )
     try:
@@ -407,18 +397,7 @@ def judge_performance(
         # Labels that are not 0/1, probabilities outside [0, 1], negative latencies: the data
         # the model was judged on is itself broken.
         message = f"cannot evaluate {tags.asset_key!r}: {error}"
-        return failed_outcome(
-            severity=Severity.ERROR,
-            description=message,
-            signals=input_error_signals(
-                tags,
-                kind=SignalKind.METRIC,
-                name="model_performance_input",
-                columns=[None],
-                message=message,
-            ),
-            metadata={md.INPUT_ERROR: message},
-        )
+        return input_failure(tags, kind=SignalKind.METRIC, name=INPUT_SIGNAL, message=message)
     metadata: dict[str, Any] = {md.EVALUATED_ROWS: info.get("evaluated_rows", len(frame))}
     notes: list[str] = []
     if info.get("unscored_labelled_rows"):
@@ -430,17 +409,13 @@ def judge_performance(
             + (f" partition {tags.partition}" if tags.partition else "")
             + ": performance cannot be judged (labels late or missing?)"
         )
-        return failed_outcome(
+        return input_failure(
+            tags,
+            kind=SignalKind.METRIC,
+            name=INPUT_SIGNAL,
+            message=message,
             severity=Severity.WARN,
-            description=message,
-            signals=input_error_signals(
-                tags,
-                kind=SignalKind.METRIC,
-                name="model_performance_input",
-                columns=[None],
-                message=message,
-            ),
-            metadata={**metadata, md.INPUT_ERROR: message},
+            metadata=metadata,
         )
     signals: list[Signal] = []
     failures: list[dict[str, Any]] = []
