@@ -9,12 +9,14 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import dagster as dg
 
 from dagster_corrmon import instance_api
 from dagster_corrmon.core.attribution import (
     AttributionResult,
+    MetricSeries,
     attribute_performance_shift,
     explain_attribution,
 )
@@ -69,9 +71,12 @@ class CorrelationOutcome:
     notes: tuple[str, ...] = ()
 
 
-def upstream_map(asset_graph: dg.AssetSelection | object) -> dict[str, list[str]]:
-    """``{asset: [direct upstream assets]}`` (user strings) from a repository's asset graph."""
-    graph = asset_graph.asset_dep_graph["upstream"]  # type: ignore[attr-defined]
+def upstream_map(asset_graph: Any) -> dict[str, list[str]]:
+    """``{asset: [direct upstream assets]}`` (user strings) from ``repository_def.asset_graph``.
+
+    Typed loosely: the asset-graph class is not part of Dagster's public API.
+    """
+    graph = asset_graph.asset_dep_graph["upstream"]
     return {
         key.to_user_string(): sorted(parent.to_user_string() for parent in parents)
         for key, parents in graph.items()
@@ -211,11 +216,12 @@ def correlate(
     )
 
 
-def _recent(metric, points: MetricPoints, keep: int):
+def _recent(
+    metric: MetricSeries, points: MetricPoints, keep: int
+) -> tuple[MetricSeries, MetricPoints]:
+    """The last ``keep`` partitions of the metric series (bounded work per correlation run)."""
     if len(points.partitions) <= keep:
         return metric, points
-    from dagster_corrmon.core.attribution import MetricSeries
-
     trimmed = MetricSeries(
         name=metric.name,
         partitions=metric.partitions[-keep:],
