@@ -5,8 +5,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dagster_corrmon.errors import ConfigError
-from dagster_corrmon.scenarios.score import score_report, summarize
+from dagster_corrmon.errors import ConfigError, InputDataError
+from dagster_corrmon.scenarios.score import format_summary, score_report, summarize
 from dagster_corrmon.scenarios.spec import load_scenario
 
 BUILTIN = Path(__file__).resolve().parent.parent / "dagster_corrmon" / "scenarios" / "builtin"
@@ -114,3 +114,47 @@ def test_score_counts_top1_top3_delay_and_annotation() -> None:
     summary = summarize([hit, second])
     assert summary["top1_accuracy"] == 0.5 and summary["top3_accuracy"] == 1.0
     assert summary["max_detection_delay"] == 2
+
+
+def test_score_checks_classification_detection_window_and_retrain() -> None:
+    right = {"rank": 1, "asset": "raw_schedule", "column": "dest"}
+    report = _report([right], detected="2013-05-26")  # two weeks after the 2013-05-12 onset
+    report["expect"]["incidents"][0].update(
+        classification=["code_change", "upstream_failure"], detect_within=1
+    )
+    score = score_report(report)
+    assert (score.classification_expected, score.classified) == (1, 0)
+    assert score.misclassified == ["x: data_fault, expected code_change or upstream_failure"]
+    assert score.late == ["x: 2 partition(s)"]
+    report["expect"]["incidents"][0].update(classification=["data_fault"], detect_within=2)
+    score = score_report(report)
+    assert (score.classified, score.misclassified, score.late) == (1, [], [])
+
+    # retrain: required = decided *and* carried out; forbidden = never decided
+    report["expect"]["retrain"] = "required"
+    assert score_report(report).retrain_met is False  # no decision at all
+    report["retrain_decisions"] = [
+        {"partition": "2013-05-26", "decision": "retrain", "reason": "concept drift"}
+    ]
+    report["retrains"] = [{"partition": "2013-05-26", "success": False}]
+    assert score_report(report).retrain_met is False  # decided, but the retrain run failed
+    report["retrains"] = [{"partition": "2013-05-26", "success": True}]
+    required = score_report(report)
+    assert required.retrain_met is True
+    report["expect"]["retrain"] = "forbidden"
+    forbidden = score_report(report)
+    assert forbidden.retrain_met is False
+    report["retrain_decisions"] = [{"partition": "2013-05-26", "decision": "blocked"}]
+    report["retrains"] = []
+    blocked = score_report(report)
+    assert (blocked.retrain_met, blocked.retrain_note) == (True, "0 retrain decision(s), 1 blocked")
+
+    summary = summarize([required, forbidden, blocked])
+    assert summary["classification_accuracy"] == 1.0
+    assert (summary["retrain_expectations"], summary["retrain_expectations_met"]) == (3, 2)
+    text = format_summary(summary)
+    assert "retrain expectations met 2/3" in text
+    assert "probe: retrain forbidden not met (1 retrain decision(s), 0 blocked)" in text
+    report["expect"]["retrain"] = "sometimes"
+    with pytest.raises(InputDataError, match="expect.retrain"):
+        score_report(report)

@@ -39,6 +39,13 @@ class ScenarioScore:
     top3: int = 0
     detection_delays: list[int] = field(default_factory=list)
     missed: list[str] = field(default_factory=list)
+    late: list[str] = field(default_factory=list)  # detected after the expectation's detect_within
+    classification_expected: int = 0  # expected incidents that name acceptable classifications
+    classified: int = 0  # ... whose incident was classified as one of them
+    misclassified: list[str] = field(default_factory=list)
+    retrain_expected: str | None = None  # "required" | "forbidden" | None
+    retrain_met: bool | None = None
+    retrain_note: str | None = None
     control: bool = False
     false_consequential: int = 0
     annotation_precision: float | None = None
@@ -179,7 +186,20 @@ def score_report(
             score.top1 += 1
         if any(_matches(c, target, sources) for c in causes[:3]):
             score.top3 += 1
-        score.detection_delays.append(_index(partitions, _detected(incident) or "") - start)
+        delay = _index(partitions, _detected(incident) or "") - start
+        score.detection_delays.append(delay)
+        if delay > int(expected.get("detect_within", 1)):
+            score.late.append(f"{expected['injection']}: {delay} partition(s)")
+        accepted = expected.get("classification")
+        if accepted:
+            score.classification_expected += 1
+            got = incident.get("classification")
+            if got in accepted:
+                score.classified += 1
+            else:
+                score.misclassified.append(
+                    f"{expected['injection']}: {got}, expected {' or '.join(accepted)}"
+                )
         end = target.get("end") or "9999-12-31"
         truth = {
             run
@@ -193,11 +213,40 @@ def score_report(
         precision_total += len(flagged)
         recall_hits += len(flagged & truth)
         recall_total += len(truth)
+    _score_retrain(score, expect.get("retrain"), report)
     if precision_total:
         score.annotation_precision = precision_hits / precision_total
     if recall_total:
         score.annotation_recall = recall_hits / recall_total
     return score
+
+
+def _score_retrain(score: ScenarioScore, expected: str | None, report: Mapping[str, Any]) -> None:
+    """``expect.retrain``: *required* means a retrain was decided and carried out successfully;
+    *forbidden* means none was decided (a blocked or skipped decision is the point)."""
+    if expected is None:
+        return
+    score.retrain_expected = expected
+    decided = [d for d in report.get("retrain_decisions", []) if d.get("decision") == "retrain"]
+    done = [r for r in report.get("retrains", []) if r.get("success")]
+    if expected == "required":
+        score.retrain_met = bool(decided) and bool(done)
+        score.retrain_note = (
+            f"{len(decided)} retrain decision(s), {len(done)} successful retrain(s)"
+        )
+    elif expected == "forbidden":
+        score.retrain_met = not decided
+        blocked = [d for d in report.get("retrain_decisions", []) if d.get("decision") == "blocked"]
+        score.retrain_note = (
+            f"{len(decided)} retrain decision(s), {len(blocked)} blocked"
+            if decided or blocked
+            else "no retrain decision"
+        )
+    else:
+        raise InputDataError(
+            f"scenario {report.get('scenario')}: expect.retrain must be 'required' or "
+            f"'forbidden', got {expected!r}"
+        )
 
 
 def _score_baselines(
@@ -264,6 +313,8 @@ def summarize(scores: Sequence[ScenarioScore]) -> dict[str, Any]:
     expected = sum(s.expected for s in scores)
     delays = [d for s in scores for d in s.detection_delays]
     controls = [s for s in scores if s.control]
+    classification_expected = sum(s.classification_expected for s in scores)
+    retrain = [s for s in scores if s.retrain_expected is not None]
     return {
         "scenarios": [asdict(s) for s in scores],
         "expected_incidents": expected,
@@ -272,7 +323,15 @@ def summarize(scores: Sequence[ScenarioScore]) -> dict[str, Any]:
         "max_detection_delay": max(delays) if delays else None,
         "mean_detection_delay": (sum(delays) / len(delays)) if delays else None,
         "missed": sum(len(s.missed) for s in scores),
+        "late": sum(len(s.late) for s in scores),
         "false_consequential_on_controls": sum(s.false_consequential for s in controls),
+        "classification_accuracy": (
+            sum(s.classified for s in scores) / classification_expected
+            if classification_expected
+            else None
+        ),
+        "retrain_expectations": len(retrain),
+        "retrain_expectations_met": sum(1 for s in retrain if s.retrain_met),
         "baselines": _summarize_baselines(scores),
     }
 
@@ -323,10 +382,10 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         return ",".join(map(str, values)) or "-"
 
     lines = [
-        f"{'':<30} {'corrmon':-^45}  {'evidently':-^22}  {'nannyml':-^9}",
+        f"{'':<30} {'corrmon':-^61}  {'evidently':-^22}  {'nannyml':-^9}",
         f"{'scenario':<30} {'expected':>8} {'top1':>5} {'top3':>5}  {'delays':<6}  "
-        f"{'missed':<6}  {'false+':>6}  {'delays':<6}  {'missed':>6} {'false+':>6}  "
-        f"{'top1':>4} {'top3':>4}",
+        f"{'missed':<6}  {'false+':>6}  {'class':>5}  {'retrain':<7}  "
+        f"{'delays':<6}  {'missed':>6} {'false+':>6}  {'top1':>4} {'top3':>4}",
     ]
     for s in summary["scenarios"]:
         evidently, nannyml = s.get("evidently"), s.get("nannyml")
@@ -338,17 +397,38 @@ def format_summary(summary: Mapping[str, Any]) -> str:
                 f"{listed(evidently['detection_delays']):<6}  {len(evidently['missed']):>6} "
                 f"{false_alarms:>6}  {nannyml['top1']:>4} {nannyml['top3']:>4}"
             )
+        classes = (
+            f"{s['classified']}/{s['classification_expected']}"
+            if s["classification_expected"]
+            else "-"
+        )
+        retrain = (
+            "-"
+            if s["retrain_expected"] is None
+            else f"{'ok' if s['retrain_met'] else 'NOT'} {s['retrain_expected'][:4]}"
+        )
         lines.append(
             f"{s['scenario'][:30]:<30} {s['expected']:>8} {s['top1']:>5} {s['top3']:>5}  "
             f"{listed(s['detection_delays']):<6}  "
-            f"{listed(s['missed']):<6}  {s['false_consequential']:>6}  {baselines}"
+            f"{listed(s['missed']):<6}  {s['false_consequential']:>6}  {classes:>5}  "
+            f"{retrain:<7}  {baselines}"
         )
     lines.append("")
     lines.append(
         f"top-1 {number(summary['top1_accuracy'])}  top-3 {number(summary['top3_accuracy'])}  "
         f"max delay {number(summary['max_detection_delay'])} partition(s)  "
-        f"false consequential on controls {summary['false_consequential_on_controls']}"
+        f"false consequential on controls {summary['false_consequential_on_controls']}  "
+        f"classification {number(summary['classification_accuracy'])}  "
+        f"retrain expectations met {summary['retrain_expectations_met']}/"
+        f"{summary['retrain_expectations']}"
     )
+    for s in summary["scenarios"]:
+        lines += [f"  {s['scenario']}: classified {m}" for m in s["misclassified"]]
+        lines += [f"  {s['scenario']}: detected late, {m}" for m in s["late"]]
+        if s["retrain_expected"] is not None and not s["retrain_met"]:
+            lines.append(
+                f"  {s['scenario']}: retrain {s['retrain_expected']} not met ({s['retrain_note']})"
+            )
     baselines = summary.get("baselines")
     if baselines is None:
         return "\n".join(lines)
