@@ -51,6 +51,26 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 SENSOR_NAME = "corrmon_correlation_sensor"
 
 
+def instance_yaml(home: Path) -> str:
+    """The simulated home's ``dagster.yaml``: one SQLite event log, no per-step log capture.
+
+    Dagster's default SQLite event log opens (and creates the schema of) a new database file for
+    every run and mirrors asset events into an index file; the consolidated storage keeps one
+    file, which is what a simulated year of small runs needs. Per-step stdout capture (a ``tail``
+    subprocess per step) is off: the simulator's steps print nothing worth keeping.
+    """
+    return (
+        "telemetry:\n  enabled: false\n"
+        "event_log_storage:\n"
+        "  module: dagster._core.storage.event_log\n"
+        "  class: ConsolidatedSqliteEventLogStorage\n"
+        f"  config:\n    base_dir: {json.dumps(str(home / 'history'))}\n"
+        "compute_logs:\n"
+        "  module: dagster._core.storage.noop_compute_log_manager\n"
+        "  class: NoOpComputeLogManager\n"
+    )
+
+
 def _date(partition: str) -> dt.date:
     return dt.date.fromisoformat(partition[:10])
 
@@ -101,7 +121,7 @@ def simulate(
     out_dir = out_dir.resolve()
     home = out_dir / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    (home / "dagster.yaml").write_text(instance_yaml(home))
     database_url = f"sqlite:///{home / 'corrmon.db'}"
     resource = CorrmonResource(database_url=database_url)
     keys = pipeline_keys(spec)
