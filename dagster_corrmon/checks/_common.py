@@ -1,10 +1,11 @@
 """What every corrmon check factory shares: targets, argument validation, outcomes, recording.
 
-A check built here follows one life cycle::
+A check follows one life cycle (run by :mod:`dagster_corrmon.checks._plan`, which turns each
+factory's check plans into Dagster definitions)::
 
     tags    = corrmon.materialization_tags(context, key, partition_key=...)   # standard tags
-    outcome = judge(frame, tags)                        # pure-ish: CheckOutcome with signals
-    return finish(context, corrmon, tags, outcome)      # signals -> store, -> AssetCheckResult
+    outcome = plan.evaluate(CheckCall(tags, value, ...))   # pure-ish: CheckOutcome with signals
+    return finish(corrmon, tags, outcome)                   # signals -> store, -> AssetCheckResult
 
 A failed judgement is data (``passed=False`` with a severity), never an exception. Data the check
 cannot judge at all (a configured column missing, a value that is not a table) is a failed ERROR
@@ -307,6 +308,7 @@ def finish(
     kind: SignalKind,
     outcome: CheckOutcome,
     started: float | None = None,
+    asset_key: dg.AssetKey | None = None,
 ) -> dg.AssetCheckResult:
     """Record ``outcome`` (its signals plus one summary signal for the check) and build the result.
 
@@ -336,6 +338,8 @@ def finish(
     if started is not None:
         result_metadata[md.CHECK_SECONDS] = time.perf_counter() - started
     return dg.AssetCheckResult(
+        asset_key=asset_key,
+        check_name=check_name if asset_key is not None else None,
         passed=bool(outcome.passed),
         severity=dagster_severity(outcome.severity),
         description=outcome.description[:4000],
@@ -345,54 +349,12 @@ def finish(
     )
 
 
-Judge = Callable[[pd.DataFrame, MaterializationTags, CorrmonResource], CheckOutcome]
-
-
 def not_a_frame_outcome(
     value: Any, *, tags: MaterializationTags, kind: SignalKind, check_name: str
 ) -> CheckOutcome:
     """The failed ERROR outcome for an asset value that is not a table."""
     message = not_a_frame_message(value, asset_key=tags.asset_key, check=check_name)
     return input_failure(tags, kind=kind, name=check_name, message=message)
-
-
-def frame_check(
-    target: CheckTarget,
-    *,
-    name: str,
-    description: str,
-    kind: SignalKind,
-    judge: Judge,
-    resource_key: str,
-    blocking: bool,
-    metadata: Mapping[str, Any] | None = None,
-) -> dg.AssetChecksDefinition:
-    """An ``@asset_check`` on ``target`` that loads its value (its partition) and judges it.
-
-    The checked asset's value arrives as the check's input, loaded by the asset's IO manager for
-    the partition the check runs for.
-    """
-
-    @dg.asset_check(
-        asset=target.key,
-        name=name,
-        description=description,
-        partitions_def=target.partitions_def,
-        required_resource_keys={resource_key},
-        blocking=blocking,
-        metadata=dict(metadata or {}),
-    )
-    def _check(context: dg.AssetCheckExecutionContext, asset_value) -> dg.AssetCheckResult:
-        started = time.perf_counter()
-        corrmon, tags = open_check(context, target, resource_key)
-        frame = as_frame(asset_value)
-        if frame is None:
-            outcome = not_a_frame_outcome(asset_value, tags=tags, kind=kind, check_name=name)
-        else:
-            outcome = judge(frame, tags, corrmon)
-        return finish(corrmon, tags, check_name=name, kind=kind, outcome=outcome, started=started)
-
-    return _check
 
 
 def history_points(

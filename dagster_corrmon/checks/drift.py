@@ -17,7 +17,6 @@ check, so the comparison always uses the reference of the model that is actually
 """
 
 import os
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -29,23 +28,20 @@ from dagster_corrmon import metadata as md
 from dagster_corrmon.checks._common import (
     AssetTarget,
     CheckOutcome,
-    CheckTarget,
     as_frame,
     check_name_prefix,
     column_names,
     failed_outcome,
-    finish,
     fraction,
-    frame_check,
     input_error_signals,
     input_failure,
     missing_columns_message,
     not_a_frame_outcome,
-    open_check,
     resolve_targets,
     to_severity,
     worst,
 )
+from dagster_corrmon.checks._plan import CheckCall, CheckPlan, check_definitions, frame_plan
 from dagster_corrmon.core.drift import DEFAULT_THRESHOLDS, METHODS, detect_drift_from_profile
 from dagster_corrmon.core.profile import DatasetProfile
 from dagster_corrmon.core.signal import Severity, Signal, SignalKind
@@ -62,8 +58,6 @@ FROM_REFERENCE_ASSET = "from_reference_asset"
 CONSEQUENTIAL = "consequential"
 BENIGN = "benign"
 UNKNOWN = "unknown"
-
-_REFERENCE_INPUT = "corrmon_reference_model"
 
 
 def importance_shares(importances: Mapping[str, float]) -> dict[str, float]:
@@ -269,8 +263,8 @@ def build_drift_checks(
             assert profile is not None
             return judge_with(profile, static_importances)(frame, tags, corrmon)
 
-        return [
-            frame_check(
+        return check_definitions(
+            frame_plan(
                 target,
                 name=check_name,
                 description=description,
@@ -280,59 +274,44 @@ def build_drift_checks(
                 blocking=blocking,
             )
             for target in targets
-        ]
+        )
 
     model_key = reference_key
 
-    def model_check(target: CheckTarget) -> dg.AssetChecksDefinition:
-        @dg.asset_check(
-            asset=target.key,
+    def evaluate(call: CheckCall) -> CheckOutcome:
+        frame = as_frame(call.value)
+        model = call.reference
+        profile = getattr(model, "reference_profile", None)
+        importances = static_importances
+        if feature_importance == FROM_REFERENCE_ASSET:
+            found = getattr(model, "feature_importances", None)
+            importances = (
+                {str(k): float(v) for k, v in found.items()} if isinstance(found, Mapping) else None
+            )
+        if frame is None:
+            return not_a_frame_outcome(
+                call.value, tags=call.tags, kind=SignalKind.DRIFT, check_name=check_name
+            )
+        if not isinstance(profile, DatasetProfile):
+            message = (
+                f"the value of reference asset {model_key.to_user_string()!r} "
+                f"({type(model).__name__}) has no DatasetProfile attribute .reference_profile"
+            )
+            return input_failure(call.tags, kind=SignalKind.DRIFT, name=DRIFT, message=message)
+        return judge_with(profile, importances)(frame, call.tags, call.corrmon)
+
+    return check_definitions(
+        CheckPlan(
+            target=target,
             name=check_name,
             description=description,
-            partitions_def=target.partitions_def,
-            required_resource_keys={resource_key},
-            additional_ins={_REFERENCE_INPUT: dg.AssetIn(key=model_key)},
+            kind=SignalKind.DRIFT,
+            evaluate=evaluate,
+            resource_key=resource_key,
+            reference=model_key,
         )
-        def _drift_check(
-            context: dg.AssetCheckExecutionContext, asset_value, corrmon_reference_model
-        ) -> dg.AssetCheckResult:
-            started = time.perf_counter()
-            corrmon, tags = open_check(context, target, resource_key)
-            frame = as_frame(asset_value)
-            profile = getattr(corrmon_reference_model, "reference_profile", None)
-            importances = static_importances
-            if feature_importance == FROM_REFERENCE_ASSET:
-                found = getattr(corrmon_reference_model, "feature_importances", None)
-                importances = (
-                    {str(k): float(v) for k, v in found.items()}
-                    if isinstance(found, Mapping)
-                    else None
-                )
-            if frame is None:
-                outcome = not_a_frame_outcome(
-                    asset_value, tags=tags, kind=SignalKind.DRIFT, check_name=check_name
-                )
-            elif not isinstance(profile, DatasetProfile):
-                message = (
-                    f"the value of reference asset {model_key.to_user_string()!r} "
-                    f"({type(corrmon_reference_model).__name__}) has no DatasetProfile "
-                    "attribute .reference_profile"
-                )
-                outcome = input_failure(tags, kind=SignalKind.DRIFT, name=DRIFT, message=message)
-            else:
-                outcome = judge_with(profile, importances)(frame, tags, corrmon)
-            return finish(
-                corrmon,
-                tags,
-                check_name=check_name,
-                kind=SignalKind.DRIFT,
-                outcome=outcome,
-                started=started,
-            )
-
-        return _drift_check
-
-    return [model_check(target) for target in targets]
+        for target in targets
+    )
 
 
 def _validate_methods(

@@ -28,7 +28,6 @@ expected arrival is treated as a historical load (recorded, with a note, but pas
 ``historical_horizon=None`` to judge every partition.
 """
 
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -42,15 +41,13 @@ from dagster_corrmon.checks._common import (
     CheckOutcome,
     CheckTarget,
     check_name_prefix,
-    current_partition,
-    finish,
-    get_corrmon,
     positive_int,
     resolve_targets,
     timedelta_arg,
     to_severity,
     worst,
 )
+from dagster_corrmon.checks._plan import CheckCall, CheckPlan, check_definitions
 from dagster_corrmon.core.signal import Severity, Signal, SignalKind
 from dagster_corrmon.errors import ConfigError
 from dagster_corrmon.instance_api import materializations_after, run_tags
@@ -159,11 +156,29 @@ def build_freshness_checks(
     missing = to_severity(missing_severity, factory=FACTORY, argument="missing_severity")
     check_name = f"{prefix}_freshness"
 
-    def freshness_check(
+    def freshness_plan(
         target: CheckTarget, time_def: dg.TimeWindowPartitionsDefinition | None
-    ) -> dg.AssetChecksDefinition:
-        @dg.asset_check(
-            asset=target.key,
+    ) -> CheckPlan:
+        def evaluate(call: CheckCall) -> CheckOutcome:
+            partition = call.tags.partition
+            if time_def is None or partition is None:
+                assert max_age is not None  # checked at definition time
+                return _judge_age(call.tags, now=call.now, max_age=max_age, severity=late)
+            return _judge_partition(
+                call.context.instance,
+                target.key,
+                tags=call.tags,
+                time_def=time_def,
+                partitions_def=target.partitions_def,
+                allowed_lateness=lateness,
+                lookback=lookback,
+                historical_horizon=historical_horizon,
+                late=late,
+                missing=missing,
+            )
+
+        return CheckPlan(
+            target=target,
             name=check_name,
             description=(
                 f"Partition arrival: late when first materialized after partition end + "
@@ -171,50 +186,14 @@ def build_freshness_checks(
                 if time_def is not None
                 else f"The latest materialization is at most {max_age} old."
             ),
-            partitions_def=target.partitions_def,
-            required_resource_keys={resource_key},
+            kind=SignalKind.FRESHNESS,
+            evaluate=evaluate,
+            resource_key=resource_key,
             blocking=blocking,
+            reads_value=False,
         )
-        def _freshness_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-            started = time.perf_counter()
-            corrmon = get_corrmon(context, resource_key)
-            now = datetime.now(UTC)
-            partition = current_partition(context)
-            tags = corrmon.materialization_tags(
-                context,
-                target.key,
-                partition_key=partition,
-                partitions_def=target.partitions_def,
-                now=now,
-            )
-            if time_def is None or partition is None:
-                assert max_age is not None  # checked at definition time
-                outcome = _judge_age(tags, now=now, max_age=max_age, severity=late)
-            else:
-                outcome = _judge_partition(
-                    context.instance,
-                    target.key,
-                    tags=tags,
-                    time_def=time_def,
-                    partitions_def=target.partitions_def,
-                    allowed_lateness=lateness,
-                    lookback=lookback,
-                    historical_horizon=historical_horizon,
-                    late=late,
-                    missing=missing,
-                )
-            return finish(
-                corrmon,
-                tags,
-                check_name=check_name,
-                kind=SignalKind.FRESHNESS,
-                outcome=outcome,
-                started=started,
-            )
 
-        return _freshness_check
-
-    checks: list[dg.AssetChecksDefinition] = []
+    checks: list[CheckPlan] = []
     for target in targets:
         time_def = _time_partitions(target.partitions_def)
         if time_def is None and max_age is None:
@@ -222,8 +201,8 @@ def build_freshness_checks(
                 f"{FACTORY}: asset {target.key.to_user_string()!r} is not time-partitioned, so "
                 "lateness has no deadline: pass max_age= (the oldest acceptable materialization)"
             )
-        checks.append(freshness_check(target, time_def))
-    return checks
+        checks.append(freshness_plan(target, time_def))
+    return check_definitions(checks)
 
 
 def _judge_age(

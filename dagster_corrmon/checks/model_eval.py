@@ -22,7 +22,6 @@ the check passes with a note saying so. ``limits`` adds hard floors/ceilings (e.
 ``{"roc_auc": 0.7, "latency_p95": 250}``) that fail with ``severity`` regardless of history.
 """
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -43,17 +42,16 @@ from dagster_corrmon.checks._common import (
     CheckOutcome,
     as_frame,
     check_name_prefix,
-    finish,
     fraction,
     input_failure,
     missing_columns_message,
     not_a_frame_outcome,
-    open_check,
     positive_int,
     resolve_targets,
     to_severity,
     worst,
 )
+from dagster_corrmon.checks._plan import CheckCall, CheckPlan, check_definition
 from dagster_corrmon.core.baseline import alarm_direction
 from dagster_corrmon.core.metrics import (
     METRICS,
@@ -218,39 +216,27 @@ def build_model_evaluation_checks(
     )
     check_name = f"{prefix}_model_performance"
 
-    @dg.asset_check(
-        asset=target.key,
+    def evaluate(call: CheckCall) -> CheckOutcome:
+        frame = as_frame(call.value)
+        if frame is None:
+            return not_a_frame_outcome(
+                call.value, tags=call.tags, kind=SignalKind.METRIC, check_name=check_name
+            )
+        return judge_performance(frame, tags=call.tags, corrmon=call.corrmon, settings=settings)
+
+    plan = CheckPlan(
+        target=target,
         name=check_name,
         description=(
             f"{task.capitalize()} performance ({', '.join(selected)}) with "
             f"{confidence:.0%} bootstrap intervals, against each metric's adaptive baseline."
         ),
-        partitions_def=target.partitions_def,
-        required_resource_keys={resource_key},
+        kind=SignalKind.METRIC,
+        evaluate=evaluate,
+        resource_key=resource_key,
         blocking=blocking,
     )
-    def _performance_check(
-        context: dg.AssetCheckExecutionContext, asset_value
-    ) -> dg.AssetCheckResult:
-        started = time.perf_counter()
-        corrmon, tags = open_check(context, target, resource_key)
-        frame = as_frame(asset_value)
-        if frame is None:
-            outcome = not_a_frame_outcome(
-                asset_value, tags=tags, kind=SignalKind.METRIC, check_name=check_name
-            )
-        else:
-            outcome = judge_performance(frame, tags=tags, corrmon=corrmon, settings=settings)
-        return finish(
-            corrmon,
-            tags,
-            check_name=check_name,
-            kind=SignalKind.METRIC,
-            outcome=outcome,
-            started=started,
-        )
-
-    return [_performance_check]
+    return [check_definition(plan)]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -45,7 +45,6 @@ from dagster_corrmon.checks._common import (
     check_name_prefix,
     failed_outcome,
     fraction,
-    frame_check,
     input_error_signals,
     missing_columns_message,
     positive_number,
@@ -53,6 +52,7 @@ from dagster_corrmon.checks._common import (
     to_severity,
     worst,
 )
+from dagster_corrmon.checks._plan import CheckPlan, check_definitions, frame_plan
 from dagster_corrmon.core.signal import Severity, Signal, SignalKind
 from dagster_corrmon.errors import ConfigError
 from dagster_corrmon.resource import DEFAULT_RESOURCE_KEY, CorrmonResource, MaterializationTags
@@ -475,7 +475,7 @@ def build_data_quality_checks(
             dg.AssetKey.from_coercible(a).to_user_string() for a in incident_assets
         ),
     )
-    checks: list[dg.AssetChecksDefinition] = []
+    checks: list[CheckPlan] = []
     for target in targets:
         if config.completeness is not None or config.track_all_columns:
             checks.append(
@@ -529,7 +529,7 @@ def build_data_quality_checks(
                     blocking=blocking,
                 )
             )
-    return checks
+    return check_definitions(checks)
 
 
 def _completeness_description(config: _QualityConfig) -> str:
@@ -567,11 +567,11 @@ def _data_check(
     config: _QualityConfig,
     resource_key: str,
     blocking: bool,
-) -> dg.AssetChecksDefinition:
+) -> CheckPlan:
     def bound(frame: pd.DataFrame, tags: MaterializationTags, corrmon: CorrmonResource):
         return judge(frame, tags=tags, corrmon=corrmon, config=config, check_name=name)
 
-    return frame_check(
+    return frame_plan(
         target,
         name=name,
         description=description,

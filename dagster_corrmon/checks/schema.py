@@ -38,11 +38,11 @@ from dagster_corrmon.checks._common import (
     AssetTarget,
     CheckOutcome,
     check_name_prefix,
-    frame_check,
     positive_number,
     resolve_targets,
     worst,
 )
+from dagster_corrmon.checks._plan import check_definitions, frame_plan
 from dagster_corrmon.core.signal import Severity, Signal, SignalKind
 from dagster_corrmon.errors import ConfigError
 from dagster_corrmon.resource import DEFAULT_RESOURCE_KEY, CorrmonResource, MaterializationTags
@@ -327,8 +327,8 @@ def build_schema_contract_checks(
             check_name=check_name,
         )
 
-    return [
-        frame_check(
+    return check_definitions(
+        frame_plan(
             target,
             name=check_name,
             description=(
@@ -342,7 +342,7 @@ def build_schema_contract_checks(
             metadata={md.CONTRACT_SOURCE: source},
         )
         for target in targets
-    ]
+    )
 
 
 def _judge_schema(
