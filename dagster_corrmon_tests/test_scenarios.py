@@ -156,5 +156,5 @@ def test_score_checks_classification_detection_window_and_retrain() -> None:
     assert "retrain expectations met 2/3" in text
     assert "probe: retrain forbidden not met (1 retrain decision(s), 0 blocked)" in text
     report["expect"]["retrain"] = "sometimes"
-    with pytest.raises(InputDataError, match="expect.retrain"):
+    with pytest.raises(InputDataError, match=r"expect\.retrain"):
         score_report(report)

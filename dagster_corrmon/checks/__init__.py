@@ -7,11 +7,15 @@ asset are partitioned the same way and judge the partition they run for. Every c
 :class:`~dagster_corrmon.resource.CorrmonResource` bound under ``resource_key`` (default
 ``"corrmon"``), and writes every result to the store with the standard tags.
 
+:func:`bundle_checks` regroups the corrmon checks of each asset into one step (same checks, keys
+and results; far fewer steps per partition) — for pipelines that run many checks per partition.
+
 Great Expectations is imported only when a GX-backed check first runs, never at import or
 definition time.
 """
 
 from dagster_corrmon.checks._baseline import BaselinePolicy
+from dagster_corrmon.checks._plan import bundle_checks
 from dagster_corrmon.checks.drift import build_drift_checks, importance_shares
 from dagster_corrmon.checks.freshness import build_freshness_checks, freshness_policy_for
 from dagster_corrmon.checks.model_eval import build_model_evaluation_checks
@@ -37,6 +41,7 @@ __all__ = [
     "build_freshness_checks",
     "build_model_evaluation_checks",
     "build_schema_contract_checks",
+    "bundle_checks",
     "freshness_policy_for",
     "importance_shares",
 ]

@@ -148,18 +148,19 @@ def bundle_checks(
 
     The checks keep their keys, descriptions, partitioning, blocking flags and results — the
     Dagster UI lists them exactly as before — but each asset's corrmon checks share one step
-    (``<asset>_corrmon_checks``) that loads the asset's value once. The step can be subset: a
+    (``<asset>_corrmon_checks``) that loads the asset's value once; those that also read a
+    reference asset (drift against a model's profile) share a second one. The step can be subset: a
     job or a backfill may still select a single check. A check that raises does not stop its
     siblings: their results are recorded, then the step fails with the first error.
     """
-    groups: dict[tuple[dg.AssetKey, str], list[CheckPlan]] = {}
-    out: list[dg.AssetChecksDefinition | tuple[dg.AssetKey, str]] = []
+    groups: dict[tuple[dg.AssetKey, str, dg.AssetKey | None], list[CheckPlan]] = {}
+    out: list[dg.AssetChecksDefinition | tuple[dg.AssetKey, str, dg.AssetKey | None]] = []
     for check in checks:
         plan = plan_of(check)
         if plan is None:
             out.append(check)
             continue
-        group = (plan.target.key, plan.resource_key)
+        group = (plan.target.key, plan.resource_key, plan.reference)
         if group not in groups:
             groups[group] = []
             out.append(group)
@@ -169,12 +170,15 @@ def bundle_checks(
         if isinstance(item, dg.AssetChecksDefinition):
             bundled.append(item)
             continue
-        asset, resource_key = item
-        plans = groups[item]
+        asset, resource_key, reference = item
         name = f"{asset.to_python_identifier()}_corrmon_checks"
-        if any(other == asset and key != resource_key for other, key in groups):
+        if reference is not None:
+            # Checks that read a reference asset (drift against a model) get their own step: a
+            # job that runs before the reference exists can then leave them out.
+            name = f"{name}_vs_{reference.to_python_identifier()}"
+        if any(other == asset and key != resource_key for other, key, _ in groups):
             name = f"{name}_{resource_key}"  # two stores on one asset: one step each
-        bundled.append(_definition(plans, name=name))
+        bundled.append(_definition(groups[item], name=name))
     return bundled
 
 
@@ -186,17 +190,16 @@ def _definition(plans: Sequence[CheckPlan], *, name: str) -> dg.AssetChecksDefin
         raise CorrmonError(
             f"corrmon checks on {target.key.to_user_string()!r} share a name: {sorted(names)}"
         )
-    references = sorted({p.reference for p in plans if p.reference is not None}, key=str)
-    if len(references) > 1:
+    if len({plan.reference for plan in plans}) > 1:
         raise CorrmonError(
-            f"corrmon checks on {target.key.to_user_string()!r} name different reference "
-            f"assets ({[r.to_user_string() for r in references]}); bundle them separately"
+            f"corrmon checks on {target.key.to_user_string()!r} with different reference assets "
+            "cannot share a step"
         )
     ins: dict[str, dg.AssetIn] = {}
     if any(plan.reads_value for plan in plans):
         ins[VALUE_INPUT] = dg.AssetIn(key=target.key)
-    if references:
-        ins[REFERENCE_INPUT] = dg.AssetIn(key=references[0])
+    if first.reference is not None:
+        ins[REFERENCE_INPUT] = dg.AssetIn(key=first.reference)
 
     @dg.multi_asset_check(
         name=name,

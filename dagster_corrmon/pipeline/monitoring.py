@@ -9,6 +9,9 @@ The checks are the same public factories a user calls on hand-written assets
   model that is deployed, severity weighted by that model's permutation importances;
 * evaluation: model performance (the spec's metrics, with bootstrap intervals, against an
   adaptive baseline and the spec's hard limits).
+
+Each asset's checks run bundled in one step (``monitoring.bundle_checks``, default on): a
+partition is then a handful of Dagster steps rather than one per check.
 """
 
 from collections.abc import Sequence
@@ -23,6 +26,7 @@ from dagster_corrmon.checks import (
     build_freshness_checks,
     build_model_evaluation_checks,
     build_schema_contract_checks,
+    bundle_checks,
 )
 from dagster_corrmon.pipeline.builder import (
     ERROR,
@@ -95,7 +99,7 @@ def build_pipeline_checks(spec: PipelineSpec) -> Sequence[dg.AssetChecksDefiniti
             partitions_def=partitions_def,
             resource_key=resource_key,
         )
-    return checks
+    return bundle_checks(checks) if monitoring.bundle_checks else checks
 
 
 def _model_dependent_checks(spec: PipelineSpec) -> Sequence[dg.AssetChecksDefinition]:

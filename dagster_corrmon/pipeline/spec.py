@@ -437,6 +437,11 @@ class MonitoringSpec(SpecModel):
     limits: dict[str, float] = Field(
         default_factory=dict, description="metric -> hard floor (or ceiling if lower is better)."
     )
+    bundle_checks: bool = Field(
+        default=True,
+        description="Run each asset's checks in one step (same checks and results, far fewer "
+        "steps per partition); false gives every check its own step.",
+    )
 
 
 class AssetNames(SpecModel):
