@@ -14,10 +14,11 @@ import os
 import dagster as dg
 
 from dagster_corrmon.correlation.definitions import build_corrmon_defs
+from dagster_corrmon.correlation.retrain import RetrainPolicy
 from dagster_corrmon.errors import ConfigError
-from dagster_corrmon.pipeline.builder import build_monitored_pipeline
+from dagster_corrmon.pipeline.builder import build_monitored_pipeline, build_partitions_def
 from dagster_corrmon.resource import CorrmonResource
-from dagster_corrmon.scenarios.simulate import monitored_model
+from dagster_corrmon.scenarios.simulate import _partition_span, monitored_model
 from dagster_corrmon.scenarios.spec import load_scenario
 
 SCENARIO_ENV = "CORRMON_SCENARIO"
@@ -28,8 +29,16 @@ def scenario_definitions(path: str) -> dg.Definitions:
     spec = load_scenario(path)
     resource = CorrmonResource()
     pipeline = build_monitored_pipeline(spec, resources={spec.monitoring.resource_key: resource})
+    # The simulation's retrain policy, by the simulation's rule: a correlation run launched from
+    # the UI must not decide retraining under the library default (a 7-day cooldown).
+    keys = list(build_partitions_def(spec).get_partition_keys())
+    policy = RetrainPolicy(
+        on_concept_drift=spec.retraining.on_concept_drift,
+        cooldown=_partition_span(keys) * spec.retraining.cooldown_partitions,
+    )
     return dg.Definitions.merge(
-        pipeline, build_corrmon_defs(models=[monitored_model(spec)], store=resource)
+        pipeline,
+        build_corrmon_defs(models=[monitored_model(spec)], store=resource, retrain_policy=policy),
     )
 
 
