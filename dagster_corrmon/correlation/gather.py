@@ -42,11 +42,25 @@ class MetricPoints:
     times: tuple[datetime, ...]
 
     def locate(self, signal: Signal) -> str | None:
-        """The metric partition a signal belongs to, or ``None`` if it precedes them all."""
-        if signal.partition is not None and signal.partition in self._index:
-            return signal.partition
+        """The metric partition a signal belongs to, or ``None``.
+
+        A signal of a metric partition belongs to it. A signal of a partition *without* a metric
+        (its scoring failed, or it was never scored) belongs to the first metric partition at or
+        after it — its effect cannot show in an earlier one — and to none if there is none. A
+        signal without a partition belongs to the last metric partition at or before its time
+        (``None`` if it precedes them all).
+        """
+        if signal.partition is not None:
+            if signal.partition in self._index:
+                return signal.partition
+            at = bisect.bisect_left(self.times, signal.event_time)
+            return self.partitions[at] if at < len(self.partitions) else None
         at = bisect.bisect_right(self.times, signal.event_time) - 1
         return self.partitions[at] if at >= 0 else None
+
+    def owns(self, signal: Signal) -> bool:
+        """Whether the signal was observed on a metric partition itself."""
+        return signal.partition is not None and signal.partition in self._index
 
     @property
     def _index(self) -> frozenset[str]:
@@ -126,7 +140,9 @@ def build_candidates(
     candidates: list[CandidateSeries | CandidateEvent] = []
     for (asset, kind, name, column), group in sorted(series_groups.items(), key=_group_order):
         by_partition: dict[str, Signal] = {}
-        for signal in _latest_per_partition(group).values():
+        # A metric partition's own observation wins over one carried forward from a partition
+        # without a metric (sorted last, so it is written last).
+        for signal in sorted(_latest_per_partition(group).values(), key=points.owns):
             at = points.locate(signal)
             if at is not None:
                 by_partition[at] = signal  # several per metric partition: keep the last
