@@ -6,6 +6,8 @@ signal on the feed, correlation jobs run, and the report holds every documented 
 """
 
 import json
+import os
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -13,6 +15,8 @@ import pytest
 
 from dagster_corrmon.cli.main import main
 from dagster_corrmon.core.signal import SignalKind
+from dagster_corrmon.scenarios.simulate import retrain_policy, scenario_definitions
+from dagster_corrmon.scenarios.spec import load_scenario
 from dagster_corrmon.store import CorrmonStore
 
 BASE = Path(__file__).resolve().parent.parent / "dagster_corrmon" / "examples" / "flights"
@@ -31,6 +35,10 @@ incidents:
 expect:
   incidents: []
 """
+
+
+# simulate() points DAGSTER_HOME at the simulated home while it runs, and must put it back.
+DAGSTER_HOME_BEFORE = os.environ.get("DAGSTER_HOME")
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +97,22 @@ def test_the_failure_reached_the_store_and_the_instance(simulated: Path) -> None
         assert correlation and all(
             r.dagster_run.tags["corrmon/model"] == "model" for r in correlation
         )
+
+
+def test_simulating_leaves_dagster_home_as_it_was(simulated: Path) -> None:
+    assert (simulated / "dagster_home" / "corrmon.db").exists()
+    assert os.environ.get("DAGSTER_HOME") == DAGSTER_HOME_BEFORE
+
+
+def test_the_ui_location_shows_the_simulation_without_acting_on_it(tmp_path: Path) -> None:
+    scenario = tmp_path / "smoke.yaml"
+    scenario.write_text(SCENARIO)
+    defs = scenario_definitions(load_scenario(scenario))
+    sensors = {s.name: s.default_status for s in defs.sensors or []}
+    assert sensors == {
+        "corrmon_correlation_sensor": dg.DefaultSensorStatus.STOPPED,
+        "corrmon_retrain_sensor": dg.DefaultSensorStatus.STOPPED,
+    }
+    # and a correlation run launched from it decides retraining under the scenario's policy
+    spec = load_scenario(scenario)
+    assert retrain_policy(spec).cooldown == timedelta(weeks=spec.retraining.cooldown_partitions)

@@ -32,10 +32,7 @@ def simulate_command(scenario: Path, out_dir: Path, max_partitions: int | None) 
     spec = load_scenario(scenario)
     simulate(spec, out_dir=out_dir, progress=_echo, max_partitions=max_partitions)
     click.echo(f"report: {out_dir / 'report.json'}")
-    click.echo(
-        f"see it in the UI: DAGSTER_HOME={(out_dir / 'dagster_home').resolve()} "
-        "dagster dev -w workspace.yaml"
-    )
+    _ui_hint(scenario.resolve(), (out_dir / "dagster_home").resolve())
 
 
 @click.command("score")
@@ -123,6 +120,11 @@ def demo_command(out_dir: Path, quick: bool) -> None:
                 click.echo(explain_text(incident, max_causes=3))
     click.echo("")
     click.echo(f"report: {simulation / 'report.json'}")
+    _ui_hint(scenario, home)
+
+
+def _ui_hint(scenario: Path, home: Path) -> None:
+    """How to open a simulated history in the Dagster UI (its sensors start stopped)."""
     click.echo("open the history in the Dagster UI:")
     click.echo(
         f"  CORRMON_SCENARIO={scenario} DAGSTER_HOME={home} "

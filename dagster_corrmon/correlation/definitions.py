@@ -475,8 +475,13 @@ def build_corrmon_defs(
     sensor_interval_seconds: int = 30,
     resource_key: str = DEFAULT_RESOURCE_KEY,
     retrain_schedule: str | None = None,
+    sensor_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
 ) -> dg.Definitions:
     """Monitoring for an existing Dagster project: merge the result into its definitions.
+
+    ``sensor_status`` is the default status of the correlation and retrain sensors (running,
+    so monitoring works once the daemon runs; ``STOPPED`` to look at a recorded history
+    without acting on it).
 
     ``retrain_schedule`` (a cron string) adds, per model, a guarded scheduled retrain
     (:func:`build_retrain_schedule`) and the ``corrmon_retrain_guard`` check that shows the
@@ -525,9 +530,12 @@ def build_corrmon_defs(
                 models=models,
                 job_name=job.name,
                 minimum_interval_seconds=sensor_interval_seconds,
+                default_status=sensor_status,
                 resource_key=resource_key,
             ),
-            build_retrain_sensor(models=models, resource_key=resource_key),
+            build_retrain_sensor(
+                models=models, default_status=sensor_status, resource_key=resource_key
+            ),
         ],
         resources={resource_key: store or CorrmonResource()},
     )

@@ -8,11 +8,12 @@ end ``OUT/report.json`` says what was injected, what was detected and attributed
 flagged and which retraining decisions were taken; ``dagster dev`` on that home shows it all.
 """
 
+import contextlib
 import datetime as dt
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -192,14 +193,10 @@ def simulate(
             spec, lambda: pipeline_defs(None), all_keys, metric=metric, seed=seed
         ),
     )
-    policy = RetrainPolicy(
-        on_concept_drift=spec.retraining.on_concept_drift,
-        cooldown=_partition_span(all_keys) * spec.retraining.cooldown_partitions,
-    )
+    policy = retrain_policy(spec)
     corrmon_defs = build_corrmon_defs(models=[model], store=resource, retrain_policy=policy)
 
-    os.environ["DAGSTER_HOME"] = str(home)
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    with _dagster_home(home), dg.DagsterInstance.from_config(str(home)) as instance:
         store = CorrmonStore(database_url)
 
         def run(job: str, partition: str | None, *, tags: dict[str, str] | None = None) -> bool:
@@ -291,6 +288,50 @@ def simulate(
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=str))
     progress(f"report: {out_dir / 'report.json'} ({report['elapsed_seconds']} s)")
     return report
+
+
+def scenario_definitions(spec: ScenarioSpec) -> dg.Definitions:
+    """The definitions a simulation of ``spec`` ran, for looking at its history in the UI.
+
+    The incidents are data, not definitions, so they are absent. The retrain policy is the
+    simulation's (a correlation run launched from the UI decides as the simulation did); the
+    sensors start stopped, so opening a recorded history does not act on it (the daemon would
+    otherwise correlate and retrain on the whole of it).
+    """
+    resource = CorrmonResource()
+    pipeline = build_monitored_pipeline(spec, resources={spec.monitoring.resource_key: resource})
+    return dg.Definitions.merge(
+        pipeline,
+        build_corrmon_defs(
+            models=[monitored_model(spec)],
+            store=resource,
+            retrain_policy=retrain_policy(spec),
+            sensor_status=dg.DefaultSensorStatus.STOPPED,
+        ),
+    )
+
+
+@contextlib.contextmanager
+def _dagster_home(home: Path) -> Iterator[None]:
+    """``DAGSTER_HOME`` is the simulated home while it runs, and what it was afterwards."""
+    previous = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = str(home)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("DAGSTER_HOME", None)
+        else:
+            os.environ["DAGSTER_HOME"] = previous
+
+
+def retrain_policy(spec: ScenarioSpec) -> RetrainPolicy:
+    """The scenario's retraining policy (its cooldown counted in partitions)."""
+    keys = list(build_partitions_def(spec).get_partition_keys())
+    return RetrainPolicy(
+        on_concept_drift=spec.retraining.on_concept_drift,
+        cooldown=_partition_span(keys) * spec.retraining.cooldown_partitions,
+    )
 
 
 def _partition_span(keys: list[str]) -> dt.timedelta:
