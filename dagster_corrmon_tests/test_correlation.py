@@ -176,6 +176,15 @@ def test_correlation_job_attributes_the_fault_and_tags_exactly_the_affected_runs
     assert all(run.at_risk for run in risk.affected_runs)
     flagged = instance.get_run_records(dg.RunsFilter(tags={AT_RISK_TAG: "true"}))
     assert {record.dagster_run.run_id for record in flagged} == expected
+    # ... and it shows on the model's Checks tab, as a WARN (nothing is confirmed yet)
+    shown = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [dg.AssetCheckKey(dg.AssetKey("model"), "corrmon_incident")]
+    )[dg.AssetCheckKey(dg.AssetKey("model"), "corrmon_incident")]
+    assert shown.event is not None and shown.event.dagster_event is not None
+    evaluation = shown.event.dagster_event.event_specific_data
+    assert isinstance(evaluation, dg.AssetCheckEvaluation)
+    assert evaluation.metadata["corrmon/incident"].value == risk.id
+    assert not evaluation.passed and evaluation.severity is dg.AssetCheckSeverity.WARN
     # Seen again later through a moving look-back window: the fault still began where it began.
     again = flag_at_risk(
         instance=instance,

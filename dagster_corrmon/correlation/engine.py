@@ -596,7 +596,9 @@ def flag_at_risk(
         )
     if classification in DATA_FAULT_CLASSES:
         store.upsert_incident(incident)
-        annotate_runs(instance, store.get_incident(incident.id) or incident)
+        stored = store.get_incident(incident.id) or incident
+        annotate_runs(instance, stored)
+        report_incident_check(instance, model, stored)  # WARN on the model's Checks tab
     return incident
 
 
