@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # the names `__getattr__` below serves, for type checkers and
         build_freshness_checks,
         build_model_evaluation_checks,
         build_schema_contract_checks,
+        bundle_checks,
     )
     from dagster_corrmon.correlation.definitions import (
         build_corrmon_defs,
@@ -57,6 +58,7 @@ _LAZY = {
     "build_freshness_checks": "dagster_corrmon.checks",
     "build_model_evaluation_checks": "dagster_corrmon.checks",
     "build_schema_contract_checks": "dagster_corrmon.checks",
+    "bundle_checks": "dagster_corrmon.checks",
     "build_monitored_pipeline": "dagster_corrmon.pipeline.builder",
     "load_spec": "dagster_corrmon.pipeline.spec",
 }
@@ -100,6 +102,7 @@ __all__ = [  # noqa: RUF022 — core types and errors, then the (lazy) Dagster l
     "build_retrain_guard_check",
     "build_retrain_schedule",
     "build_schema_contract_checks",
+    "bundle_checks",
     "load_spec",
     "retrain_condition",
 ]
