@@ -7,6 +7,8 @@ signal on the feed, correlation jobs run, and the report holds every documented 
 
 import json
 import os
+import signal
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,7 +17,11 @@ import pytest
 
 from dagster_corrmon.cli.main import main
 from dagster_corrmon.core.signal import SignalKind
-from dagster_corrmon.scenarios.simulate import retrain_policy, scenario_definitions
+from dagster_corrmon.scenarios.simulate import (
+    retrain_policy,
+    scenario_definitions,
+    stop_if_interrupted,
+)
 from dagster_corrmon.scenarios.spec import load_scenario
 from dagster_corrmon.store import CorrmonStore
 
@@ -116,3 +122,35 @@ def test_the_ui_location_shows_the_simulation_without_acting_on_it(tmp_path: Pat
     # and a correlation run launched from it decides retraining under the scenario's policy
     spec = load_scenario(scenario)
     assert retrain_policy(spec).cooldown == timedelta(weeks=spec.retraining.cooldown_partitions)
+
+
+def test_ctrl_c_in_a_step_stops_the_simulation_instead_of_counting_as_a_failure() -> None:
+    @dg.asset
+    def interrupted() -> int:
+        os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does, mid-step
+        time.sleep(5)  # Dagster interrupts the step before this ends
+        return 1
+
+    @dg.asset
+    def broken() -> int:
+        raise ValueError("an injected failure")
+
+    defs = dg.Definitions(
+        assets=[interrupted, broken],
+        jobs=[
+            dg.define_asset_job("interrupted_job", selection=[interrupted]),
+            dg.define_asset_job("broken_job", selection=[broken]),
+        ],
+    )
+    with dg.instance_for_test() as instance:
+        failed = defs.resolve_job_def("broken_job").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+        assert not failed.success
+        stop_if_interrupted(failed)  # an ordinary failure is the simulation's business
+        stopped = defs.resolve_job_def("interrupted_job").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+        assert not stopped.success  # Dagster turned the interrupt into a failed run ...
+        with pytest.raises(KeyboardInterrupt):
+            stop_if_interrupted(stopped)  # ... which the simulator turns back into Ctrl-C

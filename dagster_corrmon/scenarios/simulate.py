@@ -208,6 +208,7 @@ def simulate(
                 raise_on_error=False,
                 tags=tags,
             )
+            stop_if_interrupted(result)
             if not result.success:
                 state.failed_runs.append(
                     {"job": job, "partition": partition, "run_id": result.run_id}
@@ -311,6 +312,22 @@ def scenario_definitions(spec: ScenarioSpec) -> dg.Definitions:
     )
 
 
+def stop_if_interrupted(result: dg.ExecuteInProcessResult) -> None:
+    """Re-raise a Ctrl-C (or SIGTERM) that Dagster turned into a failed step.
+
+    Inside a step Dagster catches the interrupt and fails the run; without this the simulation
+    would record an "injected" failure and carry on with the next partition.
+    """
+    for event in result.all_events:
+        if not event.is_step_failure or event.step_failure_data is None:
+            continue
+        error = event.step_failure_data.error
+        while error is not None:
+            if error.cls_name == "DagsterExecutionInterruptedError":
+                raise KeyboardInterrupt(f"interrupted in run {result.run_id}")
+            error = error.cause
+
+
 @contextlib.contextmanager
 def _dagster_home(home: Path) -> Iterator[None]:
     """``DAGSTER_HOME`` is the simulated home while it runs, and what it was afterwards."""
@@ -382,12 +399,13 @@ def _correlate(
     job = defs.resolve_job_def(CORRELATION_JOB_NAME)
     for request in requests:
         tags = {**request.tags, "dagster/run_key": request.run_key or ""}
-        job.execute_in_process(
+        result = job.execute_in_process(
             instance=instance,
             run_config={**request.run_config, **QUIET},
             tags=tags,
             raise_on_error=False,
         )
+        stop_if_interrupted(result)
         state.correlation_runs += 1
     return cursor
 
