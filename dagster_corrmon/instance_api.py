@@ -10,6 +10,7 @@ provenance conventions (``dagster/input_data_version/<key>`` tags) in one module
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 
@@ -196,3 +197,25 @@ def run_failures_after(
 def run_tags(instance: dg.DagsterInstance, run_id: str) -> Mapping[str, str]:
     run = instance.get_run_by_id(run_id)
     return dict(run.tags) if run else {}
+
+
+def check_executions_after(
+    instance: dg.DagsterInstance, check_key: dg.AssetCheckKey, *, after_id: int, page: int = 20
+) -> list[Any]:
+    """Executions of ``check_key`` with an id above ``after_id``, newest first.
+
+    Dagster pages check history backwards from the newest; reading small pages until one reaches
+    ``after_id`` keeps a sensor tick proportional to what is new, not to the history.
+    """
+    storage = instance.event_log_storage
+    found: list[Any] = []
+    cursor: int | None = None
+    while True:
+        records = storage.get_asset_check_execution_history(check_key, limit=page, cursor=cursor)
+        for record in records:
+            if record.id <= after_id:
+                return found
+            found.append(record)
+        if len(records) < page:
+            return found
+        cursor = records[-1].id

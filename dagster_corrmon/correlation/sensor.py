@@ -37,7 +37,6 @@ from dagster_corrmon.resource import DEFAULT_RESOURCE_KEY, CorrmonResource, part
 
 CURSOR_VERSION = 1
 CORRELATE_OP_NAME = "corrmon_correlate"
-_CHECK_PAGE = 200
 
 
 def _empty_cursor() -> dict[str, Any]:
@@ -226,14 +225,9 @@ def _new_failed_checks(
     """Ids of check executions newer than the cursor that failed with ERROR severity."""
     name = check_key.to_user_string()
     last_seen = int(cursor["checks"].get(name, 0))
-    history = instance.event_log_storage.get_asset_check_execution_history(
-        check_key, limit=_CHECK_PAGE
-    )
     failed: list[str] = []
     newest = last_seen
-    for record in history:
-        if record.id <= last_seen:
-            break
+    for record in instance_api.check_executions_after(instance, check_key, after_id=last_seen):
         newest = max(newest, record.id)
         evaluation = record.evaluation
         if (
