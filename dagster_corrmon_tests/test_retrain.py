@@ -236,8 +236,18 @@ def test_schedule_is_blocked_by_an_open_data_fault_on_an_ancestor(
     assert decision.metadata["decision"] == "blocked"
     assert decision.passed is False and decision.severity is Severity.WARN
 
-    # A data fault on an asset outside the lineage does not block.
+    # A buggy features release blocks too: retraining would learn the bug.
     store.set_incident_status("inc-fault", IncidentStatus.RESOLVED, note="backfilled")
+    store.upsert_incident(
+        _incident("inc-code", IncidentClass.CODE_CHANGE, model_asset="model", cause_asset="raw")
+    )
+    by_code = _tick(schedule, store, instance, DAY + dt.timedelta(minutes=30))
+    assert isinstance(by_code, dg.SkipReason) and by_code.skip_message is not None
+    assert by_code.skip_message.startswith("blocked: open code_change incident inc-code on raw")
+    assert "fix the code and backfill" in by_code.skip_message
+    store.set_incident_status("inc-code", IncidentStatus.RESOLVED, note="reverted")
+
+    # A data fault on an asset outside the lineage does not block.
     store.upsert_incident(
         _incident("inc-else", IncidentClass.DATA_FAULT, model_asset="x", cause_asset="unrelated")
     )

@@ -23,6 +23,8 @@ from dagster_corrmon.errors import ConfigError
 from dagster_corrmon.store import CorrmonStore
 
 RETRAIN_SIGNAL_NAME = "retrain_decision"
+# Open incidents of these classes block retraining: it would learn the defect.
+RETRAIN_BLOCKING_CLASSES = DATA_FAULT_CLASSES | {IncidentClass.CODE_CHANGE}
 
 # Who took a decision (stored as ``metadata["trigger"]``; stable identifiers). Only decisions whose
 # trigger launches a run count as retrains for the cooldown: the correlation pass (the retrain
@@ -73,13 +75,15 @@ class RetrainDecision:
 def blocking_incidents(
     store: CorrmonStore, model: MonitoredModel, lineage: Mapping[str, Sequence[str]]
 ) -> list[Incident]:
-    """Open data-fault / upstream-failure incidents on the model or blaming one of its ancestors."""
+    """Open data-fault / upstream-failure / code-change incidents on the model or blaming one of
+    its ancestors: retraining on them would learn the defect (a buggy transform's output is as
+    wrong as a broken feed's)."""
     assets = set(ancestors_with_distance(lineage, model.evaluation.to_user_string()))
     assets |= {model.name, model.evaluation.to_user_string()}
     return [
         incident
         for incident in store.open_incidents_for_assets(sorted(assets))
-        if incident.classification in DATA_FAULT_CLASSES
+        if incident.classification in RETRAIN_BLOCKING_CLASSES
     ]
 
 
@@ -106,8 +110,9 @@ def _blocked_reason(blockers: Sequence[Incident]) -> str:
     first = blockers[0]
     cause = first.top_cause
     where = f" on {cause.asset_key}" if cause is not None else ""
+    fix = "the code" if first.classification is IncidentClass.CODE_CHANGE else "the data"
     return (
-        f"open {first.classification.value} incident {first.id}{where}: fix the data and "
+        f"open {first.classification.value} incident {first.id}{where}: fix {fix} and "
         "backfill the affected partitions first; retraining now would learn the defect"
     )
 
