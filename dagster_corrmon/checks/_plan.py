@@ -15,6 +15,7 @@ the judged materialization, the asset's value, the reference asset's value) to a
 """
 
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -75,15 +76,21 @@ class CheckPlan:
         return dg.AssetCheckKey(self.target.key, self.name)
 
     def spec(self) -> dg.AssetCheckSpec:
-        return dg.AssetCheckSpec(
-            name=self.name,
-            asset=self.target.key,
-            description=self.description,
-            blocking=self.blocking,
-            metadata=dict(self.metadata),
-            partitions_def=self.target.partitions_def,
-            additional_deps=[self.reference] if self.reference is not None else None,
-        )
+        # A check of a partitioned asset judges one partition, so its spec carries the asset's
+        # partitioning — a Dagster 1.13 preview feature that warns once per spec. corrmon relies
+        # on it deliberately (and tests it); repeating the warning for every check of every
+        # definitions build would drown `corrmon simulate`'s progress output.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", dg.PreviewWarning)
+            return dg.AssetCheckSpec(
+                name=self.name,
+                asset=self.target.key,
+                description=self.description,
+                blocking=self.blocking,
+                metadata=dict(self.metadata),
+                partitions_def=self.target.partitions_def,
+                additional_deps=[self.reference] if self.reference is not None else None,
+            )
 
 
 Judge = Callable[[pd.DataFrame, MaterializationTags, CorrmonResource], CheckOutcome]
