@@ -16,6 +16,7 @@ the judged materialization, the asset's value, the reference asset's value) to a
 
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -127,14 +128,17 @@ def frame_plan(
     )
 
 
-# The plan behind each definition a corrmon factory returned, so bundle_checks can regroup them.
-_PLANS: dict[int, tuple[dg.AssetChecksDefinition, CheckPlan]] = {}
+# The plan behind each definition a corrmon factory returned, so bundle_checks can regroup them
+# (weak keys: a definition that is dropped takes its plan with it).
+_PLANS: "weakref.WeakKeyDictionary[dg.AssetChecksDefinition, CheckPlan]" = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def check_definition(plan: CheckPlan) -> dg.AssetChecksDefinition:
     """``plan`` as a check of its own (one step), named like ``@dg.asset_check`` names it."""
     definition = _definition([plan], name=plan.spec().get_python_identifier())
-    _PLANS[id(definition)] = (definition, plan)
+    _PLANS[definition] = plan
     return definition
 
 
@@ -144,8 +148,7 @@ def check_definitions(plans: Iterable[CheckPlan]) -> list[dg.AssetChecksDefiniti
 
 def plan_of(definition: dg.AssetChecksDefinition) -> CheckPlan | None:
     """The plan a corrmon factory built ``definition`` from (``None`` for any other check)."""
-    found = _PLANS.get(id(definition))
-    return found[1] if found is not None and found[0] is definition else None
+    return _PLANS.get(definition)
 
 
 def bundle_checks(
