@@ -14,22 +14,21 @@ server subprocess — and asks the GraphQL schema the questions the UI's pages a
 * the raw feed's Checks tab shows the failed ``temp_complete`` evaluations, partition by partition.
 """
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import pytest
-import yaml
 from dagster._core.workspace.context import WorkspaceRequestContext
-from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
+from dagster_graphql.test.utils import define_out_of_process_context
 
 from dagster_corrmon.core.incident import Incident, IncidentClass
 from dagster_corrmon.correlation.definitions import CORRELATION_JOB_NAME
 from dagster_corrmon.correlation.engine import AT_RISK_TAG, CAUSE_TAG, INCIDENT_TAG
 from dagster_corrmon.resource import CorrmonResource
 from dagster_corrmon.store import CorrmonStore
+from dagster_corrmon_tests import graphql_ui as gq
 from dagster_corrmon_tests import ui_defs
 from dagster_corrmon_tests.correlation_project import (
     DAYS,
@@ -43,75 +42,6 @@ LOCATION = "corrmon_ui_test"
 # The documented names (DESIGN §1.7), spelled out: a renamed constant must fail this test.
 INCIDENT_CHECK_NAME = "corrmon_incident"
 
-CHECKS_QUERY = """
-query AssetChecks($assetKey: AssetKeyInput!) {
-  assetNodes(assetKeys: [$assetKey]) {
-    assetKey { path }
-    assetChecksOrError {
-      __typename
-      ... on AssetChecks {
-        checks {
-          name
-          description
-          executionForLatestMaterialization {
-            runId
-            status
-            partition
-            evaluation { ...Evaluation }
-          }
-          partitionStatuses {
-            __typename
-            ... on AssetCheckTimePartitionStatuses { ranges { startKey endKey status } }
-          }
-        }
-      }
-    }
-  }
-}
-
-fragment Evaluation on AssetCheckEvaluation {
-  success
-  severity
-  description
-  partition
-  metadataEntries {
-    label
-    __typename
-    ... on MarkdownMetadataEntry { mdStr }
-    ... on TextMetadataEntry { text }
-    ... on IntMetadataEntry { intValue }
-    ... on FloatMetadataEntry { floatValue }
-    ... on BoolMetadataEntry { boolValue }
-  }
-}
-"""
-
-CHECK_HISTORY_QUERY = """
-query CheckHistory($assetKey: AssetKeyInput!, $checkName: String!, $partition: String) {
-  assetCheckExecutions(
-    assetKey: $assetKey, checkName: $checkName, partition: $partition, limit: 50
-  ) {
-    runId
-    status
-    partition
-    evaluation {
-      success
-      partition
-      metadataEntries { label ... on FloatMetadataEntry { floatValue } }
-    }
-  }
-}
-"""
-
-RUNS_QUERY = """
-query TaggedRuns($filter: RunsFilter) {
-  runsOrError(filter: $filter) {
-    __typename
-    ... on Runs { results { runId status jobName tags { key value } } }
-  }
-}
-"""
-
 
 @dataclass(frozen=True)
 class UiHistory:
@@ -122,57 +52,11 @@ class UiHistory:
     correlation_run_id: str
 
 
-def _query(
-    context: WorkspaceRequestContext, query: str, variables: Mapping[str, Any]
-) -> dict[str, Any]:
-    result = execute_dagster_graphql(context, query, dict(variables))
-    assert result.data is not None
-    return dict(result.data)
-
-
-def _metadata(evaluation: Mapping[str, Any]) -> dict[str, Any]:
-    """Metadata entries by label, each as the one value its entry type carries."""
-    values: dict[str, Any] = {}
-    for entry in evaluation["metadataEntries"]:
-        fields = {k: v for k, v in entry.items() if k not in ("label", "__typename")}
-        assert len(fields) == 1, entry  # a type this test does not read would come back empty
-        values[entry["label"]] = next(iter(fields.values()))
-    return values
-
-
-def _checks(context: WorkspaceRequestContext, asset: str) -> dict[str, dict[str, Any]]:
-    nodes = _query(context, CHECKS_QUERY, {"assetKey": {"path": [asset]}})["assetNodes"]
-    assert [node["assetKey"]["path"] for node in nodes] == [[asset]]
-    checks = nodes[0]["assetChecksOrError"]
-    assert checks["__typename"] == "AssetChecks", checks
-    return {check["name"]: check for check in checks["checks"]}
-
-
-def _runs_tagged(context: WorkspaceRequestContext, key: str, value: str) -> list[dict[str, Any]]:
-    found = _query(context, RUNS_QUERY, {"filter": {"tags": [{"key": key, "value": value}]}})
-    runs = found["runsOrError"]
-    assert runs["__typename"] == "Runs", runs
-    return list(runs["results"])
-
-
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiHistory]:
     folder = tmp_path_factory.mktemp("ui_graphql")
-    workspace = folder / "workspace.yaml"
-    workspace.write_text(
-        yaml.safe_dump(
-            {
-                "load_from": [
-                    {
-                        "python_module": {
-                            "module_name": ui_defs.__name__,
-                            "attribute": "defs",
-                            "location_name": LOCATION,
-                        }
-                    }
-                ]
-            }
-        )
+    workspace = gq.write_workspace(
+        folder / "workspace.yaml", module=ui_defs.__name__, location=LOCATION
     )
     with pytest.MonkeyPatch.context() as env:
         # The location's store resource is left at its default, $DAGSTER_HOME/corrmon.db: the
@@ -211,7 +95,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiHistory]:
 def test_model_checks_tab_shows_the_failed_incident_check_with_its_explanation(
     ui: UiHistory,
 ) -> None:
-    checks = _checks(ui.graphql, "model")
+    checks = gq.checks(ui.graphql, "model")
     assert INCIDENT_CHECK_NAME in checks  # declared in code, so the Checks tab lists it
     latest = checks[INCIDENT_CHECK_NAME]["executionForLatestMaterialization"]
     assert latest is not None, "the runless evaluation does not show as the latest one"
@@ -219,7 +103,7 @@ def test_model_checks_tab_shows_the_failed_incident_check_with_its_explanation(
     evaluation = latest["evaluation"]
     assert evaluation["success"] is False
     assert evaluation["severity"] == "ERROR"  # consequential: the metric did drop
-    metadata = _metadata(evaluation)
+    metadata = gq.metadata(evaluation)
     incident = ui.incident
     assert metadata["corrmon/incident"] == incident.id
     assert metadata["corrmon/suspected_cause"] == "raw.temp"
@@ -230,42 +114,38 @@ def test_model_checks_tab_shows_the_failed_incident_check_with_its_explanation(
     assert incident.summary and explanation == incident.summary
     assert "raw" in explanation and "temp" in explanation
 
-    history = _query(
-        ui.graphql,
-        CHECK_HISTORY_QUERY,
-        {"assetKey": {"path": ["model"]}, "checkName": INCIDENT_CHECK_NAME},
-    )["assetCheckExecutions"]
+    history = gq.check_history(ui.graphql, "model", INCIDENT_CHECK_NAME)
     # Reported runless by the correlation job: no run id, one evaluation per incident.
     assert [(e["status"], e["runId"]) for e in history] == [("FAILED", "")]
 
 
 def test_runs_page_filters_the_affected_runs_by_incident_tag(ui: UiHistory) -> None:
     incident = ui.incident
-    tagged = _runs_tagged(ui.graphql, INCIDENT_TAG, incident.id)
+    tagged = gq.runs_tagged(ui.graphql, INCIDENT_TAG, incident.id)
     expected = {run.run_id for run in incident.affected_runs}
     assert expected and {run["runId"] for run in tagged} == expected
     for run in tagged:
-        tags = {tag["key"]: tag["value"] for tag in run["tags"]}
+        tags = gq.tags(run)
         assert tags[CAUSE_TAG] == "raw.temp"
         assert tags[AT_RISK_TAG] == "false"  # confirmed by the metric, not merely at risk
         assert is_faulty(tags["dagster/partition"]), tags  # never a healthy day's run
         assert run["status"] == "SUCCESS"
-    assert not _runs_tagged(ui.graphql, INCIDENT_TAG, "inc-does-not-exist")
-    by_cause = _runs_tagged(ui.graphql, CAUSE_TAG, "raw.temp")
+    assert not gq.runs_tagged(ui.graphql, INCIDENT_TAG, "inc-does-not-exist")
+    by_cause = gq.runs_tagged(ui.graphql, CAUSE_TAG, "raw.temp")
     assert {run["runId"] for run in by_cause} == expected
-    correlation = _runs_tagged(ui.graphql, "corrmon/model", "model")
+    correlation = gq.runs_tagged(ui.graphql, "corrmon/model", "model")
     assert [(r["runId"], r["jobName"]) for r in correlation] == [
         (ui.correlation_run_id, CORRELATION_JOB_NAME)
     ]
 
 
 def test_raw_checks_tab_shows_the_failed_data_quality_evaluations(ui: UiHistory) -> None:
-    check = _checks(ui.graphql, "raw")["temp_complete"]
+    check = gq.checks(ui.graphql, "raw")["temp_complete"]
     latest = check["executionForLatestMaterialization"]
     assert latest is not None
     assert (latest["status"], latest["partition"]) == ("FAILED", day(DAYS - 1))
     assert latest["evaluation"]["success"] is False
-    assert _metadata(latest["evaluation"])["null_fraction"] > 0.2
+    assert gq.metadata(latest["evaluation"])["null_fraction"] > 0.2
 
     statuses = check["partitionStatuses"]
     assert statuses["__typename"] == "AssetCheckTimePartitionStatuses"
@@ -275,13 +155,9 @@ def test_raw_checks_tab_shows_the_failed_data_quality_evaluations(ui: UiHistory)
     ]
 
     for index, expected in ((FAULT_DAY - 1, "SUCCEEDED"), (FAULT_DAY, "FAILED")):
-        history = _query(
-            ui.graphql,
-            CHECK_HISTORY_QUERY,
-            {"assetKey": {"path": ["raw"]}, "checkName": "temp_complete", "partition": day(index)},
-        )["assetCheckExecutions"]
+        history = gq.check_history(ui.graphql, "raw", "temp_complete", partition=day(index))
         assert [(e["status"], e["partition"]) for e in history] == [(expected, day(index))]
         evaluation = history[0]["evaluation"]
         assert evaluation["success"] is (expected == "SUCCEEDED")
-        null_fraction = _metadata(evaluation)["null_fraction"]
+        null_fraction = gq.metadata(evaluation)["null_fraction"]
         assert (null_fraction < 0.2) is (expected == "SUCCEEDED")

@@ -31,9 +31,8 @@ from typing import Any
 
 import dagster as dg
 import pytest
-import yaml
 from dagster._core.workspace.context import WorkspaceRequestContext
-from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
+from dagster_graphql.test.utils import define_out_of_process_context
 from filelock import FileLock
 
 from dagster_corrmon.cli.main import main
@@ -45,6 +44,7 @@ from dagster_corrmon.correlation.engine import (
     tag_value,
 )
 from dagster_corrmon.store import CorrmonStore
+from dagster_corrmon_tests import graphql_ui as gq
 
 BASE = Path(__file__).resolve().parent.parent / "dagster_corrmon" / "examples" / "flights"
 LOCATION = "corrmon_simulated_ui"
@@ -73,75 +73,6 @@ incidents:
     start: 2013-02-10
 """
 
-EVALUATION_FRAGMENT = """
-fragment Evaluation on AssetCheckEvaluation {
-  success
-  severity
-  partition
-  metadataEntries {
-    label
-    __typename
-    ... on MarkdownMetadataEntry { mdStr }
-    ... on TextMetadataEntry { text }
-    ... on IntMetadataEntry { intValue }
-    ... on FloatMetadataEntry { floatValue }
-    ... on BoolMetadataEntry { boolValue }
-  }
-}
-"""
-
-CHECKS_QUERY = (
-    """
-query AssetChecks($assetKey: AssetKeyInput!) {
-  assetNodes(assetKeys: [$assetKey]) {
-    assetKey { path }
-    assetChecksOrError {
-      __typename
-      ... on AssetChecks {
-        checks {
-          name
-          executionForLatestMaterialization {
-            runId
-            status
-            partition
-            evaluation { ...Evaluation }
-          }
-          partitionStatuses {
-            __typename
-            ... on AssetCheckTimePartitionStatuses { ranges { startKey endKey status } }
-          }
-        }
-      }
-    }
-  }
-}
-"""
-    + EVALUATION_FRAGMENT
-)
-
-CHECK_HISTORY_QUERY = (
-    """
-query CheckHistory($assetKey: AssetKeyInput!, $checkName: String!) {
-  assetCheckExecutions(assetKey: $assetKey, checkName: $checkName, limit: 100) {
-    runId
-    status
-    partition
-    evaluation { ...Evaluation }
-  }
-}
-"""
-    + EVALUATION_FRAGMENT
-)
-
-RUNS_QUERY = """
-query Runs($filter: RunsFilter) {
-  runsOrError(filter: $filter) {
-    __typename
-    ... on Runs { results { runId status jobName tags { key value } } }
-  }
-}
-"""
-
 
 @dataclass(frozen=True)
 class SimulatedUi:
@@ -165,10 +96,7 @@ def _simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
             folder.mkdir()
             scenario = folder / "scenario.yaml"
             scenario.write_text(SCENARIO)
-            # simulate points DAGSTER_HOME at its home for good: restore it afterwards.
-            with pytest.MonkeyPatch.context() as env:
-                env.delenv("DAGSTER_HOME", raising=False)
-                main(["simulate", str(scenario), "--out", str(out)])  # exits only on error
+            main(["simulate", str(scenario), "--out", str(out)])  # exits only on error
     return folder
 
 
@@ -177,21 +105,10 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatedUi]:
     folder = _simulated(tmp_path_factory)
     home = folder / "out" / "dagster_home"
     report = json.loads((folder / "out" / "report.json").read_text())
-    workspace = tmp_path_factory.mktemp("ui_simulated") / "workspace.yaml"
-    workspace.write_text(
-        yaml.safe_dump(
-            {
-                "load_from": [
-                    {
-                        "python_module": {
-                            "module_name": UI_MODULE,
-                            "attribute": "defs",
-                            "location_name": LOCATION,
-                        }
-                    }
-                ]
-            }
-        )
+    workspace = gq.write_workspace(
+        tmp_path_factory.mktemp("ui_simulated") / "workspace.yaml",
+        module=UI_MODULE,
+        location=LOCATION,
     )
     with pytest.MonkeyPatch.context() as env:
         # Set before the code server subprocess starts: it inherits them. The location's store
@@ -209,48 +126,6 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatedUi]:
                 yield SimulatedUi(graphql=graphql, report=report, store=store)
         finally:
             store.close()
-
-
-def _query(
-    context: WorkspaceRequestContext, query: str, variables: Mapping[str, Any]
-) -> dict[str, Any]:
-    result = execute_dagster_graphql(context, query, dict(variables))
-    assert not result.errors, result.errors
-    assert result.data is not None
-    return dict(result.data)
-
-
-def _metadata(evaluation: Mapping[str, Any]) -> dict[str, Any]:
-    """Metadata entries by label, each as the one value its entry type carries."""
-    values: dict[str, Any] = {}
-    for entry in evaluation["metadataEntries"]:
-        fields = {k: v for k, v in entry.items() if k not in ("label", "__typename")}
-        assert len(fields) == 1, entry  # a type this test does not read would come back empty
-        values[entry["label"]] = next(iter(fields.values()))
-    return values
-
-
-def _checks(context: WorkspaceRequestContext, asset: str) -> dict[str, dict[str, Any]]:
-    nodes = _query(context, CHECKS_QUERY, {"assetKey": {"path": [asset]}})["assetNodes"]
-    assert [node["assetKey"]["path"] for node in nodes] == [[asset]], "asset not in the location"
-    checks = nodes[0]["assetChecksOrError"]
-    assert checks["__typename"] == "AssetChecks", checks
-    return {check["name"]: check for check in checks["checks"]}
-
-
-def _history(context: WorkspaceRequestContext, asset: str, check: str) -> list[dict[str, Any]]:
-    variables = {"assetKey": {"path": [asset]}, "checkName": check}
-    return list(_query(context, CHECK_HISTORY_QUERY, variables)["assetCheckExecutions"])
-
-
-def _runs(context: WorkspaceRequestContext, runs_filter: Mapping[str, Any]) -> list[dict[str, Any]]:
-    runs = _query(context, RUNS_QUERY, {"filter": dict(runs_filter)})["runsOrError"]
-    assert runs["__typename"] == "Runs", runs
-    return list(runs["results"])
-
-
-def _tags(run: Mapping[str, Any]) -> dict[str, str]:
-    return {tag["key"]: tag["value"] for tag in run["tags"]}
 
 
 def _incident(report: Mapping[str, Any]) -> dict[str, Any]:
@@ -289,7 +164,7 @@ def test_injected_feed_checks_fail_in_the_injected_partitions_only(ui: Simulated
     start = dt.date.fromisoformat(injected["start"])
     end = dt.date.fromisoformat(injected["end"]) if injected["end"] else dt.date.max
 
-    checks = _checks(ui.graphql, asset)
+    checks = gq.checks(ui.graphql, asset)
     failing: set[str] = set()
     for name in checks:
         # What the store recorded per partition for this check: its verdict and the run.
@@ -300,7 +175,8 @@ def test_injected_feed_checks_fail_in_the_injected_partitions_only(ui: Simulated
         }
         assert recorded, f"{asset}: no signal of check {name} in the store"
         shown = {
-            e["partition"]: (e["status"], e["runId"]) for e in _history(ui.graphql, asset, name)
+            e["partition"]: (e["status"], e["runId"])
+            for e in gq.check_history(ui.graphql, asset, name)
         }
         assert shown == recorded, name
         statuses = {partition: status for partition, (status, _) in shown.items()}
@@ -320,7 +196,7 @@ def test_injected_feed_checks_fail_in_the_injected_partitions_only(ui: Simulated
     injected_partitions = {p for p in ui.report["scoring_runs"] if start <= _date(p) <= end}
     assert injected_partitions
     for name in failing:
-        history = _history(ui.graphql, asset, name)
+        history = gq.check_history(ui.graphql, asset, name)
         for partition in injected_partitions:
             (execution,) = [e for e in history if e["partition"] == partition]
             assert execution["evaluation"]["success"] is False
@@ -329,7 +205,7 @@ def test_injected_feed_checks_fail_in_the_injected_partitions_only(ui: Simulated
 
 def test_model_checks_tab_names_the_reported_incident(ui: SimulatedUi) -> None:
     incident = _incident(ui.report)
-    checks = _checks(ui.graphql, "model")
+    checks = gq.checks(ui.graphql, "model")
     assert INCIDENT_CHECK_NAME in checks  # declared by the scenario's code location
     latest = checks[INCIDENT_CHECK_NAME]["executionForLatestMaterialization"]
     assert latest is not None, "the runless incident evaluation does not show as the latest one"
@@ -339,7 +215,7 @@ def test_model_checks_tab_names_the_reported_incident(ui: SimulatedUi) -> None:
     assert latest["status"] == ("FAILED" if open_ else "SUCCEEDED")
     evaluation = latest["evaluation"]
     assert evaluation["severity"] == ("ERROR" if incident["consequential"] else "WARN")
-    metadata = _metadata(evaluation)
+    metadata = gq.metadata(evaluation)
     assert metadata["corrmon/incident"] == incident["id"]
     assert metadata["corrmon/classification"] == incident["classification"]
     assert metadata["corrmon/consequential"] is incident["consequential"]
@@ -360,29 +236,27 @@ def test_runs_page_filters_exactly_the_incidents_affected_runs(ui: SimulatedUi) 
     assert stored is not None
     assert {run.run_id for run in stored.affected_runs} == set(expected)
 
-    tagged = _runs(
-        ui.graphql, {"tags": [{"key": INCIDENT_TAG, "value": tag_value(incident["id"])}]}
-    )
+    tagged = gq.runs_tagged(ui.graphql, INCIDENT_TAG, tag_value(incident["id"]))
     assert {run["runId"] for run in tagged} == set(expected)
     causes = incident["causes"]
     cause = tag_value(_cause_label(causes[0] if causes else None))
     for run in tagged:
-        tags = _tags(run)
+        tags = gq.tags(run)
         affected = expected[run["runId"]]
         assert tags[CAUSE_TAG] == cause
         assert tags[AT_RISK_TAG] == ("true" if affected["at_risk"] else "false")
         assert tags["corrmon/classification"] == incident["classification"]
         assert tags["dagster/partition"] == affected["partition"]
         assert run["status"] == "SUCCESS"  # a failed run consumed nothing
-    assert not _runs(ui.graphql, {"tags": [{"key": INCIDENT_TAG, "value": "inc-does-not-exist"}]})
+    assert not gq.runs_tagged(ui.graphql, INCIDENT_TAG, "inc-does-not-exist")
 
 
 def test_failed_run_shows_as_failed_with_its_partition(ui: SimulatedUi) -> None:
     failed = {run["run_id"]: run for run in ui.report["failed_runs"]}
     assert failed, "the scenario's injected run failure is in the report"
-    shown = _runs(ui.graphql, {"statuses": ["FAILURE"]})
+    shown = gq.runs(ui.graphql, {"statuses": ["FAILURE"]})
     assert {run["runId"] for run in shown} == set(failed)
     for run in shown:
         expected = failed[run["runId"]]
         assert run["jobName"] == expected["job"]
-        assert _tags(run)["dagster/partition"] == expected["partition"]
+        assert gq.tags(run)["dagster/partition"] == expected["partition"]
