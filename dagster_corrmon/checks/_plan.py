@@ -29,10 +29,9 @@ from dagster_corrmon.checks._common import (
     CheckOutcome,
     CheckTarget,
     as_frame,
-    current_partition,
     finish,
-    get_corrmon,
     not_a_frame_outcome,
+    open_check,
 )
 from dagster_corrmon.core.signal import SignalKind
 from dagster_corrmon.errors import CorrmonError
@@ -223,14 +222,7 @@ def _definition(plans: Sequence[CheckPlan], *, name: str) -> dg.AssetChecksDefin
         context: dg.AssetCheckExecutionContext, **inputs: Any
     ) -> Iterator[dg.AssetCheckResult]:
         now = datetime.now(UTC)
-        corrmon = get_corrmon(context, resource_key)
-        tags = corrmon.materialization_tags(
-            context,
-            target.key,
-            partition_key=current_partition(context),
-            partitions_def=target.partitions_def,
-            now=now,
-        )
+        corrmon, tags = open_check(context, target, resource_key, now=now)
         call = CheckCall(
             context=context,
             corrmon=corrmon,

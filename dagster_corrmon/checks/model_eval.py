@@ -40,18 +40,16 @@ from dagster_corrmon.checks._baseline import (
 from dagster_corrmon.checks._common import (
     AssetTarget,
     CheckOutcome,
-    as_frame,
     check_name_prefix,
     fraction,
     input_failure,
     missing_columns_message,
-    not_a_frame_outcome,
     positive_int,
     resolve_targets,
     to_severity,
     worst,
 )
-from dagster_corrmon.checks._plan import CheckCall, CheckPlan, check_definition
+from dagster_corrmon.checks._plan import check_definition, frame_plan
 from dagster_corrmon.core.baseline import alarm_direction
 from dagster_corrmon.core.metrics import (
     METRICS,
@@ -216,23 +214,18 @@ def build_model_evaluation_checks(
     )
     check_name = f"{prefix}_model_performance"
 
-    def evaluate(call: CheckCall) -> CheckOutcome:
-        frame = as_frame(call.value)
-        if frame is None:
-            return not_a_frame_outcome(
-                call.value, tags=call.tags, kind=SignalKind.METRIC, check_name=check_name
-            )
-        return judge_performance(frame, tags=call.tags, corrmon=call.corrmon, settings=settings)
+    def judge(frame: pd.DataFrame, tags: MaterializationTags, corrmon: CorrmonResource):
+        return judge_performance(frame, tags=tags, corrmon=corrmon, settings=settings)
 
-    plan = CheckPlan(
-        target=target,
+    plan = frame_plan(
+        target,
         name=check_name,
         description=(
             f"{task.capitalize()} performance ({', '.join(selected)}) with "
             f"{confidence:.0%} bootstrap intervals, against each metric's adaptive baseline."
         ),
         kind=SignalKind.METRIC,
-        evaluate=evaluate,
+        judge=judge,
         resource_key=resource_key,
         blocking=blocking,
     )
