@@ -229,8 +229,9 @@ def retrain_guard(
 
     In order:
 
-    1. **blocked** while :func:`blocking_incidents` is non-empty — an open data-fault or
-       upstream-failure incident on the model or an ancestor: fix the data and backfill first;
+    1. **blocked** while :func:`blocking_incidents` is non-empty — an open data-fault,
+       upstream-failure or code-change incident on the model or an ancestor: fix the data (or
+       the code) and backfill first;
     2. **retrain** needs a reason, looked for since the last retrain (the later of the last
        launched ``retrain`` decision and ``last_trained``, the model's latest materialization):
        a *validated decay* — an open consequential concept-drift incident of the model (when
