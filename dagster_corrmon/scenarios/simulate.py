@@ -53,20 +53,28 @@ SENSOR_NAME = "corrmon_correlation_sensor"
 
 
 def instance_yaml(home: Path) -> str:
-    """The simulated home's ``dagster.yaml``: one SQLite event log, no per-step log capture.
+    """The simulated home's ``dagster.yaml``: Dagster's SQLite storages, tuned for many small runs.
 
-    Dagster's default SQLite event log opens (and creates the schema of) a new database file for
-    every run and mirrors asset events into an index file; the consolidated storage keeps one
-    file, which is what a simulated year of small runs needs. Per-step stdout capture (a ``tail``
-    subprocess per step) is off: the simulator's steps print nothing worth keeping.
+    One consolidated event-log file (Dagster's default SQLite event log opens, and creates the
+    schema of, a new database per run and mirrors asset events into an index file), one shared
+    engine per database with ``synchronous=NORMAL`` (:mod:`dagster_corrmon.scenarios.storage`), and
+    no per-step stdout capture (a ``tail`` subprocess per step; the simulator's steps print nothing
+    worth keeping).
     """
+    module = "dagster_corrmon.scenarios.storage"
+
+    def storage(key: str, cls: str, folder: str) -> str:
+        return (
+            f"{key}:\n  module: {module}\n  class: {cls}\n"
+            f"  config:\n    base_dir: {json.dumps(str(home / folder))}\n"
+        )
+
     return (
         "telemetry:\n  enabled: false\n"
-        "event_log_storage:\n"
-        "  module: dagster._core.storage.event_log\n"
-        "  class: ConsolidatedSqliteEventLogStorage\n"
-        f"  config:\n    base_dir: {json.dumps(str(home / 'history'))}\n"
-        "compute_logs:\n"
+        + storage("run_storage", "SimulationRunStorage", "history")
+        + storage("event_log_storage", "SimulationEventLogStorage", "history")
+        + storage("schedule_storage", "SimulationScheduleStorage", "schedules")
+        + "compute_logs:\n"
         "  module: dagster._core.storage.noop_compute_log_manager\n"
         "  class: NoOpComputeLogManager\n"
     )
