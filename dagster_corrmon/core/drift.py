@@ -36,8 +36,9 @@ Method identifiers are stable strings (they are stored): ``"ks"``, ``"chisquare"
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -47,6 +48,7 @@ from scipy import special, stats
 
 from dagster_corrmon.core.profile import (
     CATEGORICAL_KINDS,
+    BatchStatistics,
     CategoricalColumnProfile,
     DatasetProfile,
     NumericColumnProfile,
@@ -108,6 +110,11 @@ class DriftResult:
     statistic was estimated from a binned reference profile; ``error_bound`` then bounds
     ``|statistic - exact statistic|`` where a rigorous bound is known (KS, Wasserstein).
     ``current_null_fraction`` and ``current_mean`` are small per-batch summaries for attribution.
+
+    ``threshold`` is the one the decision used: the ``configured_threshold`` (the option, or the
+    method's default), raised to ``batch_floor`` when the reference profile carries batch
+    statistics for the column (see :func:`calibrate_profile`); ``reference_batches`` is how many
+    reference batches that floor came from (0: not calibrated).
     """
 
     column: str
@@ -124,6 +131,9 @@ class DriftResult:
     error_bound: float | None = None
     current_null_fraction: float = 0.0
     current_mean: float | None = None
+    configured_threshold: float | None = None
+    batch_floor: float | None = None
+    reference_batches: int = 0
 
     @property
     def score(self) -> float:
@@ -150,6 +160,9 @@ class DriftResult:
             "error_bound": self.error_bound,
             "current_null_fraction": self.current_null_fraction,
             "current_mean": self.current_mean,
+            "configured_threshold": self.configured_threshold,
+            "batch_floor": self.batch_floor,
+            "reference_batches": self.reference_batches,
         }
 
 
@@ -626,6 +639,7 @@ def _result(
         error_bound=error_bound,
         current_null_fraction=null_fraction,
         current_mean=mean,
+        configured_threshold=threshold,
     )
 
 
@@ -957,6 +971,7 @@ def detect_drift_from_profile(
     per_column_method: Mapping[str, str] | None = None,
     threshold: float | None = None,
     per_column_threshold: Mapping[str, float] | None = None,
+    calibrated: bool = True,
 ) -> list[DriftResult]:
     """Test the current batch against a stored reference profile; the raw reference is not needed.
 
@@ -993,6 +1008,10 @@ def detect_drift_from_profile(
 
     Integer columns with ≤ 10 current values are categorical (as in :func:`detect_drift`) only
     when the reference profile has exact value counts; otherwise they stay numerical.
+
+    With ``calibrated`` (the default) and a profile that carries batch statistics
+    (:func:`calibrate_profile`), a distance's threshold is raised to the reference batches' noise
+    floor — see there. ``calibrated=False`` gives Evidently's decision exactly.
     """
     if not isinstance(reference, DatasetProfile):
         raise InputDataError(f"reference must be a DatasetProfile, got {type(reference).__name__}")
@@ -1026,5 +1045,119 @@ def detect_drift_from_profile(
                 ),
                 options,
             )
+        if calibrated:
+            result = _with_batch_floor(result, reference.batch_statistics.get(name))
         results.append(result)
     return results
+
+
+# ---------------------------------------------------------------- calibration on reference batches
+
+#: Fewest reference batches a noise floor is estimated from (below: no floor, Evidently's rule).
+MIN_CALIBRATION_BATCHES = 5
+#: The floor is the batches' mean statistic plus this many standard deviations (NannyML's rule
+#: for thresholds learned on reference chunks).
+CALIBRATION_SIGMAS = 3.0
+#: The floor applies to a current batch within this factor of the reference batches' median size.
+CALIBRATION_SIZE_RATIO = 4.0
+
+
+def batch_noise_floor(values: Sequence[float]) -> float:
+    """``mean + 3 · std`` (sample std, ddof=1) of the reference batches' statistics."""
+    array = np.asarray(values, dtype=np.float64)
+    return float(array.mean() + CALIBRATION_SIGMAS * array.std(ddof=1))
+
+
+def calibrate_profile(
+    profile: DatasetProfile,
+    batches: Iterable[pd.DataFrame],
+    *,
+    columns: Sequence[str] | None = None,
+) -> DatasetProfile:
+    """The profile with, per column, the drift statistic of each reference batch against it.
+
+    Evidently's distances (Wasserstein, Jensen–Shannon, PSI — chosen for references of more than
+    1000 rows) compare a batch with a fixed threshold of 0.1 whatever the batch. But a batch is
+    rarely a random sample of the reference: a day of flights shares a few hours of weather, a day
+    of the week, a route mix; a small batch of a many-category column is far from the reference
+    by sampling noise alone. Such columns "drift" on every batch, the reference's own included.
+
+    ``batches`` are the reference cut at the grain the data will be checked at (e.g. the training
+    partitions, each a frame). Each is tested against the whole profile with the automatic method;
+    for every column where that is a distance and at least :data:`MIN_CALIBRATION_BATCHES` batches
+    could be tested, the statistics are stored (:class:`BatchStatistics`, kept in the profile's
+    JSON). :func:`detect_drift_from_profile` then raises that column's threshold to the
+    *noise floor* ``mean + 3 σ`` of those statistics (:func:`batch_noise_floor`) — the rule NannyML
+    applies to thresholds learned on reference chunks — when the floor is above the configured
+    threshold and the current batch is within a factor of :data:`CALIBRATION_SIZE_RATIO` of the
+    batches' median size. A drift must then exceed both the practical threshold and what the
+    reference's own batches show. p-value tests (references of ≤ 1000 rows) are left alone: they
+    already account for sample size, and so few rows rarely make enough batches.
+
+    Each batch is part of the reference it is compared with, so its statistic is slightly low
+    (for Wasserstein exactly by the factor ``1 − w``, ``w`` the batch's share of the reference);
+    with :data:`MIN_CALIBRATION_BATCHES` or more batches that is a few percent at most, towards
+    flagging more, not less. Batches that cannot be tested for a column (missing, all null) are
+    skipped for that column; a batch with no rows is skipped.
+    """
+    names = list(profile.columns) if columns is None else list(columns)
+    for name in names:
+        profile.column(name)  # InputDataError naming the known columns
+    values: dict[str, list[tuple[str, float, int]]] = {name: [] for name in names}
+    for index, batch in enumerate(batches):
+        if not isinstance(batch, pd.DataFrame):
+            raise InputDataError(
+                f"reference batch {index} must be a pandas DataFrame, got {type(batch).__name__}"
+            )
+        if len(batch) == 0:
+            continue
+        for name in names:
+            if name not in batch.columns:
+                continue
+            try:
+                (result,) = detect_drift_from_profile(
+                    profile, batch, columns=[name], calibrated=False
+                )
+            except (InputDataError, InsufficientDataError):
+                continue
+            if DECISIONS[result.method] == STATISTIC_AT_OR_ABOVE and math.isfinite(
+                result.statistic
+            ):
+                values[name].append((result.method, result.statistic, result.current_rows))
+    statistics: dict[str, BatchStatistics] = {}
+    for name, entries in values.items():
+        if not entries:
+            continue
+        method = Counter(m for m, _, _ in entries).most_common(1)[0][0]
+        kept = [(v, rows) for m, v, rows in entries if m == method]
+        if len(kept) >= MIN_CALIBRATION_BATCHES:
+            statistics[name] = BatchStatistics(
+                method=method,
+                values=tuple(v for v, _ in kept),
+                rows=tuple(rows for _, rows in kept),
+            )
+    return replace(profile, batch_statistics=statistics)
+
+
+def _with_batch_floor(result: DriftResult, batches: BatchStatistics | None) -> DriftResult:
+    """The result judged against the reference batches' noise floor, where one applies."""
+    if (
+        batches is None
+        or batches.method != result.method
+        or DECISIONS[result.method] != STATISTIC_AT_OR_ABOVE
+        or len(batches.values) < MIN_CALIBRATION_BATCHES
+    ):
+        return result
+    median_rows = float(np.median(batches.rows))
+    ratio = result.current_rows / median_rows if median_rows > 0 else 0.0
+    if not (1 / CALIBRATION_SIZE_RATIO <= ratio <= CALIBRATION_SIZE_RATIO):
+        return result
+    floor = batch_noise_floor(batches.values)
+    threshold = max(result.threshold, floor)
+    return replace(
+        result,
+        threshold=threshold,
+        drifted=bool(_decide(result.method, result.statistic, result.p_value, threshold)),
+        batch_floor=floor,
+        reference_batches=len(batches.values),
+    )

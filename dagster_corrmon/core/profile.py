@@ -373,12 +373,52 @@ ColumnProfile = NumericColumnProfile | CategoricalColumnProfile
 
 
 @dataclass(frozen=True)
+class BatchStatistics:
+    """How far the reference's own batches drift from the whole reference, for one column.
+
+    ``method`` is the drift statistic (a distance method of :mod:`dagster_corrmon.core.drift`);
+    ``values`` holds one statistic per reference batch (e.g. per training partition), ``rows``
+    the batches' non-null sizes. Written by :func:`dagster_corrmon.core.drift.calibrate_profile`;
+    the drift tests read it as the noise a batch of this grain shows with no drift at all.
+    """
+
+    method: str
+    values: tuple[float, ...]
+    rows: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "values": list(self.values), "rows": list(self.rows)}
+
+    @classmethod
+    def from_dict(cls, column: str, data: Any) -> "BatchStatistics":
+        try:
+            values = tuple(float(v) for v in data["values"])
+            rows = tuple(int(r) for r in data["rows"])
+            result = cls(method=str(data["method"]), values=values, rows=rows)
+        except (KeyError, TypeError, ValueError) as error:
+            raise InputDataError(
+                f"profile is corrupt: batch_statistics of column {column!r}: {error!r}"
+            ) from error
+        if len(values) != len(rows) or not all(math.isfinite(v) and v >= 0 for v in values):
+            raise InputDataError(
+                f"profile is corrupt: batch_statistics of column {column!r} need one finite, "
+                f"non-negative value per batch ({len(values)} values for {len(rows)} batches)"
+            )
+        return result
+
+
+@dataclass(frozen=True)
 class DatasetProfile:
-    """Profiles of the columns of one batch (or of the merge of several batches)."""
+    """Profiles of the columns of one batch (or of the merge of several batches).
+
+    ``batch_statistics`` (optional, per column) records how much the reference's own batches
+    drift from it (see :class:`BatchStatistics`); a merged profile has none.
+    """
 
     rows: int
     columns: Mapping[str, ColumnProfile] = field(default_factory=dict)
     schema_version: int = PROFILE_SCHEMA_VERSION
+    batch_statistics: Mapping[str, BatchStatistics] = field(default_factory=dict)
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -395,12 +435,17 @@ class DatasetProfile:
             ) from None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "schema": PROFILE_SCHEMA,
             "schema_version": self.schema_version,
             "rows": self.rows,
             "columns": [profile.to_dict() for profile in self.columns.values()],
         }
+        if self.batch_statistics:  # optional: profiles without it stay byte-identical
+            data["batch_statistics"] = {
+                name: stats.to_dict() for name, stats in self.batch_statistics.items()
+            }
+        return data
 
     def to_json(self, *, indent: int | None = None) -> str:
         """Strict JSON (no NaN/Infinity), stable key order."""
@@ -432,7 +477,23 @@ class DatasetProfile:
             if isinstance(error, InputDataError):
                 raise
             raise InputDataError(f"profile is corrupt: {error!r}") from error
-        return cls(rows=rows, columns=columns, schema_version=PROFILE_SCHEMA_VERSION)
+        raw_batches = data.get("batch_statistics") or {}
+        if not isinstance(raw_batches, Mapping):
+            raise InputDataError("profile is corrupt: batch_statistics is not an object")
+        batch_statistics: dict[str, BatchStatistics] = {}
+        for name, entry in raw_batches.items():
+            if name not in columns:
+                raise InputDataError(
+                    f"profile is corrupt: batch_statistics name column {name!r}, "
+                    "which the profile does not have"
+                )
+            batch_statistics[name] = BatchStatistics.from_dict(name, entry)
+        return cls(
+            rows=rows,
+            columns=columns,
+            schema_version=PROFILE_SCHEMA_VERSION,
+            batch_statistics=batch_statistics,
+        )
 
     @classmethod
     def from_json(cls, text: str) -> "DatasetProfile":

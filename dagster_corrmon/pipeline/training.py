@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from dagster_corrmon.core.drift import calibrate_profile
 from dagster_corrmon.core.metrics import evaluate_classification, evaluate_regression
 from dagster_corrmon.core.profile import build_reference_profile
 from dagster_corrmon.errors import ConfigError, InputDataError, InsufficientDataError
@@ -154,7 +155,11 @@ def train_model(
         )
     levels = _category_levels(table, features.categorical, features.max_categories)
     reference_columns = [c for c in feature_columns if column_of(table, c).notna().any()]
-    reference_profile = build_reference_profile(table, columns=reference_columns)
+    # The reference, and how far each training partition drifts from it: the noise floor a
+    # scored partition of the same grain is judged above (core.drift.calibrate_profile).
+    reference_profile = calibrate_profile(
+        build_reference_profile(table, columns=reference_columns), frames
+    )
     artifact = ModelArtifact(
         estimator=None,
         task=spec.target.task,
