@@ -11,6 +11,7 @@ import pytest
 from dagster_corrmon.cli.main import main
 from dagster_corrmon.core.drift import detect_drift
 from dagster_corrmon.tables import read_table
+from dagster_corrmon_tests.test_drift_calibration import clustered_batch
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -189,3 +190,37 @@ def test_csv_datetimes_read_like_parquet(tables) -> None:
     with gzip.open(tables["reference_gz"], "rt") as handle:
         assert handle.readline().startswith("amount,items,shop,seen_at")
     assert read_table(tables["reference_gz"]).equals(from_csv)
+
+
+def test_profile_batch_column_calibrates_the_thresholds(capsys, tmp_path) -> None:
+    rng = np.random.default_rng(11)
+    days = [clustered_batch(rng).assign(day=f"2024-01-{d:02d}") for d in range(1, 21)]
+    reference = tmp_path / "reference.csv"
+    pd.concat(days, ignore_index=True).to_csv(reference, index=False)
+    current = tmp_path / "today.csv"
+    clustered_batch(rng).to_csv(current, index=False)  # a new day of the same process
+    plain, calibrated = tmp_path / "plain.json", tmp_path / "calibrated.json"
+    code, out, err = _run(
+        capsys, "profile", reference, "--out", calibrated, "--batch-column", "day"
+    )
+    assert (code, err) == (0, "")
+    assert "noise floors for 2 column(s) from 20 batches of 'day'" in out
+    stored = json.loads(calibrated.read_text())
+    assert [c["name"] for c in stored["columns"]] == ["humidity", "city"]  # not the batch column
+    assert sorted(stored["batch_statistics"]) == ["city", "humidity"]
+    assert _run(capsys, "profile", reference, "--out", plain, "--columns", "humidity,city")[0] == 0
+
+    def verdicts(profile: Path) -> dict[str, tuple[bool, float]]:
+        code, out, _ = _run(
+            capsys, "drift", "--reference-profile", profile, "--current", current,
+            "--format", "json",
+        )  # fmt: skip
+        assert code == 0
+        return {row["column"]: (row["drifted"], row["threshold"]) for row in json.loads(out)}
+
+    assert verdicts(plain) == {"humidity": (True, 0.1), "city": (True, 0.1)}
+    after = verdicts(calibrated)
+    assert not after["humidity"][0] and not after["city"][0]
+    assert after["humidity"][1] > 0.1 and after["city"][1] > 0.1
+    code, out, err = _run(capsys, "profile", reference, "--out", plain, "--batch-column", "date")
+    _assert_one_line_error(code, out, err, "--batch-column 'date' is not a column", "day")

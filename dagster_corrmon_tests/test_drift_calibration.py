@@ -29,7 +29,7 @@ ROWS_PER_BATCH = 900
 CITIES = [f"city_{i:03d}" for i in range(100)]
 
 
-def _clustered_batch(rng: np.random.Generator, *, shift: float = 0.0) -> pd.DataFrame:
+def clustered_batch(rng: np.random.Generator, *, shift: float = 0.0) -> pd.DataFrame:
     """One 'day': a humidity-like value shared by hours, and a route mix over 100 cities."""
     day_level = rng.normal(60.0 + shift, 8.0)
     hours = rng.normal(day_level, 3.0, size=24).round(1)  # the day's 24 readings
@@ -41,7 +41,7 @@ def _clustered_batch(rng: np.random.Generator, *, shift: float = 0.0) -> pd.Data
 
 def _reference(seed: int = 7, batches: int = 30) -> tuple[DatasetProfile, list[pd.DataFrame]]:
     rng = np.random.default_rng(seed)
-    frames = [_clustered_batch(rng) for _ in range(batches)]
+    frames = [clustered_batch(rng) for _ in range(batches)]
     profile = build_reference_profile(pd.concat(frames, ignore_index=True))
     return calibrate_profile(profile, frames), frames
 
@@ -70,10 +70,10 @@ def test_the_floor_is_mean_plus_three_sample_sigmas() -> None:
     assert batch_noise_floor(values) == pytest.approx(expected, rel=1e-12)
 
 
-def test_clustered_batches_stop_drifting_but_a_real_shift_still_does() -> None:
+def testclustered_batches_stop_drifting_but_a_real_shift_still_does() -> None:
     profile, _ = _reference()
     fresh = np.random.default_rng(2024)
-    same_process = [_clustered_batch(fresh) for _ in range(40)]
+    same_process = [clustered_batch(fresh) for _ in range(40)]
 
     def drifted(frame: pd.DataFrame, *, calibrated: bool) -> dict[str, bool]:
         results = detect_drift_from_profile(profile, frame, calibrated=calibrated)
@@ -89,7 +89,7 @@ def test_clustered_batches_stop_drifting_but_a_real_shift_still_does() -> None:
     assert sum(d["humidity"] for d in calibrated) <= 2
     assert sum(d["city"] for d in calibrated) <= 2
     # A shift of the day level by 5 of its standard deviations, and a new route mix, still drift.
-    shifted = _clustered_batch(np.random.default_rng(5), shift=40.0)
+    shifted = clustered_batch(np.random.default_rng(5), shift=40.0)
     rerouted = shifted.assign(city=np.where(np.arange(ROWS_PER_BATCH) % 2 == 0, "city_000", "x"))
     results = {r.column: r for r in detect_drift_from_profile(profile, rerouted)}
     assert results["humidity"].drifted and results["city"].drifted

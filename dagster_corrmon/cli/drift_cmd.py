@@ -2,7 +2,7 @@
 
 ::
 
-    corrmon profile reference.parquet --out reference.json
+    corrmon profile reference.parquet --out reference.json [--batch-column day]
     corrmon drift --reference-profile reference.json --current today.csv --format json
     corrmon drift --reference reference.parquet --current today.csv --columns dep_delay,carrier
 
@@ -20,6 +20,7 @@ import click
 from dagster_corrmon.core.drift import (
     METHODS,
     DriftResult,
+    calibrate_profile,
     detect_drift,
     detect_drift_from_profile,
 )
@@ -73,19 +74,49 @@ _COLUMNS_OPTION = click.option(
     show_default=True,
     help="Categories kept per categorical column; rarer ones share an 'other' bucket.",
 )
+@click.option(
+    "--batch-column",
+    metavar="COLUMN",
+    default=None,
+    help="Cut the reference into batches by this column's values (e.g. a date) and store how "
+    "far each batch drifts from the whole: distances are then judged above that noise floor.",
+)
 def profile_command(
-    *, data: Path, out: Path, columns: str | None, bins: int, max_categories: int
+    *,
+    data: Path,
+    out: Path,
+    columns: str | None,
+    bins: int,
+    max_categories: int,
+    batch_column: str | None,
 ) -> None:
     """Profile DATA (CSV or Parquet) as a drift reference and write it to --out as JSON."""
     selected = parse_columns(columns)
-    frame = read_table(data, columns=selected)
+    wanted = selected
+    if selected is not None and batch_column is not None and batch_column not in selected:
+        wanted = [*selected, batch_column]
+    frame = read_table(data, columns=wanted)
+    if batch_column is not None and batch_column not in frame.columns:
+        raise ConfigError(
+            f"--batch-column {batch_column!r} is not a column of {data} "
+            f"(columns: {', '.join(map(str, frame.columns))})"
+        )
+    profiled = selected
+    if profiled is None and batch_column is not None:
+        profiled = [str(c) for c in frame.columns if c != batch_column]
     profile = build_reference_profile(
-        frame, columns=selected, bins=bins, max_categories=max_categories
+        frame, columns=profiled, bins=bins, max_categories=max_categories
     )
+    summary = f"profiled {len(profile.columns)} columns of {profile.rows} rows from {data}"
+    if batch_column is not None:
+        groups = frame.groupby(batch_column, sort=True, dropna=True)
+        profile = calibrate_profile(profile, (batch for _, batch in groups))
+        summary += (
+            f"; noise floors for {len(profile.batch_statistics)} column(s) from "
+            f"{groups.ngroups} batches of {batch_column!r}"
+        )
     profile.save(out)
-    click.echo(
-        f"profiled {len(profile.columns)} columns of {profile.rows} rows from {data} → {out}"
-    )
+    click.echo(f"{summary} → {out}")
 
 
 def _format_number(value: float | None, digits: int = 4) -> str:
