@@ -212,7 +212,7 @@ def test_profile_batch_column_calibrates_the_thresholds(capsys, tmp_path) -> Non
 
     def verdicts(profile: Path) -> dict[str, tuple[bool, float]]:
         code, out, _ = _run(
-            capsys, "drift", "--reference-profile", profile, "--current", current,
+            capsys, "drift", "--reference-profile", str(profile), "--current", str(current),
             "--format", "json",
         )  # fmt: skip
         assert code == 0
