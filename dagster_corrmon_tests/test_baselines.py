@@ -229,6 +229,37 @@ def test_evidently_share_matches_a_hand_count() -> None:
         evidently_alarms(shares, drift_share=0.0)
 
 
+def test_evidently_baseline_uses_evidentlys_threshold_not_the_calibrated_one() -> None:
+    # A distance 0.3 that corrmon's check passed against a reference-batch floor of 0.4 is drift
+    # by Evidently's rule (0.1); a KS p-value is re-read at its own 0.05.
+    def signal(column: str, passed: bool, **meta: Any) -> Signal:
+        return Signal(
+            kind=SignalKind.DRIFT,
+            asset_key="features",
+            name="drift",
+            column=column,
+            partition=PARTITIONS[0],
+            event_time=WEEKS[0],
+            value=meta.get("statistic"),
+            passed=passed,
+            metadata=meta,
+        )
+
+    signals = [
+        signal("w", True, method="wasserstein", statistic=0.3, p_value=None,
+               threshold=0.4, configured_threshold=0.1, batch_floor=0.4),
+        signal("j", True, method="jensenshannon", statistic=0.05, p_value=None,
+               threshold=0.1, configured_threshold=0.1),
+        signal("k", False, method="ks", statistic=0.2, p_value=0.01,
+               threshold=0.05, configured_threshold=0.05),
+        signal("old", False),  # recorded before the threshold fields: its own verdict
+    ]  # fmt: skip
+    table = drift_table(signals, PARTITIONS[:1])
+    assert {c: v[0] for c, v in table.drifted.items()} == {
+        "j": False, "k": True, "old": True, "w": True,
+    }  # fmt: skip
+
+
 def test_evidently_detection_and_control_false_alarms(tmp_path: Path) -> None:
     # Two of three columns drift from partition 8 on: Evidently alarms 2 partitions late.
     late = [0.0] * 8 + [0.5] * 4

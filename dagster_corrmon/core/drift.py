@@ -182,7 +182,8 @@ def choose_method(column_type: str, reference_rows: int, n_unique: int | None) -
 # ------------------------------------------------------------------------------ the statistics
 
 
-def _decide(method: str, statistic: float, p_value: float | None, threshold: float) -> bool:
+def decide(method: str, statistic: float, p_value: float | None, threshold: float) -> bool:
+    """Whether ``method``'s statistic (or p-value) is on the drift side of ``threshold``."""
     decision = DECISIONS[method]
     if decision == STATISTIC_AT_OR_ABOVE:
         return statistic >= threshold
@@ -630,7 +631,7 @@ def _result(
         statistic=float(statistic),
         p_value=None if p_value is None else float(p_value),
         threshold=threshold,
-        drifted=bool(_decide(method, statistic, p_value, threshold)),
+        drifted=bool(decide(method, statistic, p_value, threshold)),
         decision=DECISIONS[method],
         column_type=column_type,
         reference_rows=reference_rows,
@@ -1157,7 +1158,7 @@ def _with_batch_floor(result: DriftResult, batches: BatchStatistics | None) -> D
     return replace(
         result,
         threshold=threshold,
-        drifted=bool(_decide(result.method, result.statistic, result.p_value, threshold)),
+        drifted=bool(decide(result.method, result.statistic, result.p_value, threshold)),
         batch_floor=floor,
         reference_batches=len(batches.values),
     )

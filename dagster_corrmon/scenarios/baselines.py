@@ -4,7 +4,8 @@ Both run on the very history corrmon recorded during a simulation (the signal st
 report), so the comparison is about the method, not about different data:
 
 * **Evidently's dataset-drift alarm** (``DataDriftPreset``): per partition, the share of feature
-  columns whose drift test failed; the dataset is "drifted" when that share is at least
+  columns whose drift test failed at Evidently's own thresholds (not corrmon's calibrated
+  ones); the dataset is "drifted" when that share is at least
   ``drift_share`` (Evidently's default 0.5, ``share >= drift_share`` as in its
   ``get_dataset_drift``). It detects but never attributes.
 * **NannyML's ``CorrelationRanker``**: for each feature column, Pearson's r between the column's
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from dagster_corrmon.core.drift import DECISIONS, STATISTIC_AT_OR_ABOVE, decide
 from dagster_corrmon.core.signal import Signal, SignalKind
 from dagster_corrmon.errors import InputDataError
 
@@ -82,6 +84,25 @@ class BaselineHistory:
     evaluation_asset: str
 
 
+def _evidently_drifted(signal: Signal) -> bool | None:
+    """The column's verdict under Evidently's own threshold.
+
+    corrmon's check may have raised a distance's threshold to the reference batches' noise floor
+    (``core.drift.calibrate_profile``); the baseline is Evidently's rule, so the verdict is
+    re-taken at the ``configured_threshold`` the signal recorded. Older signals without it keep
+    their recorded verdict.
+    """
+    meta = signal.metadata
+    method, threshold = meta.get("method"), meta.get("configured_threshold")
+    if isinstance(method, str) and method in DECISIONS and isinstance(threshold, int | float):
+        value = meta.get("statistic") if DECISIONS[method] == STATISTIC_AT_OR_ABOVE else None
+        p_value = meta.get("p_value")
+        if value is not None or p_value is not None:
+            statistic = math.inf if value is None else float(value)
+            return decide(method, statistic, p_value, float(threshold))
+    return None if signal.passed is None else not signal.passed
+
+
 def drift_table(signals: Iterable[Signal], partitions: Sequence[str]) -> DriftTable:
     """Arrange per-column drift signals by column and partition.
 
@@ -101,7 +122,7 @@ def drift_table(signals: Iterable[Signal], partitions: Sequence[str]) -> DriftTa
             statistics[column] = [None] * len(partitions)
             drifted[column] = [None] * len(partitions)
         statistics[column][index] = signal.value
-        drifted[column][index] = None if signal.passed is None else not signal.passed
+        drifted[column][index] = _evidently_drifted(signal)
     return DriftTable(
         partitions=tuple(partitions),
         statistics={column: tuple(values) for column, values in sorted(statistics.items())},
