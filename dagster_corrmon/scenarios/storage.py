@@ -70,29 +70,27 @@ class SimulationEventLogStorage(ConsolidatedSqliteEventLogStorage):
             yield conn
 
 
-class SimulationRunStorage(SqliteRunStorage):
+class _SharedEngineStorage:
+    """``connect`` on the shared engine, and a ``from_config_value`` that builds the subclass.
+
+    For Dagster's run and schedule storages, whose ``from_config_value`` names their own class.
+    """
+
+    _conn_string: str
+
+    @classmethod
+    def from_config_value(cls, inst_data: Any, config_value: Any) -> Any:
+        return cls.from_local(inst_data=inst_data, **config_value)  # pyright: ignore[reportAttributeAccessIssue]
+
+    @contextmanager
+    def connect(self) -> Iterator[db.Connection]:
+        with _transaction(self._conn_string) as conn:
+            yield conn
+
+
+class SimulationRunStorage(_SharedEngineStorage, SqliteRunStorage):
     """Dagster's SQLite run storage with one shared engine (see the module)."""
 
-    @classmethod
-    def from_config_value(cls, inst_data: Any, config_value: Any) -> "SimulationRunStorage":
-        # Dagster's classmethod names its own class; build this one.
-        return cls.from_local(inst_data=inst_data, **config_value)  # pyright: ignore[reportReturnType]
 
-    @contextmanager
-    def connect(self) -> Iterator[db.Connection]:
-        with _transaction(self._conn_string) as conn:
-            yield conn
-
-
-class SimulationScheduleStorage(SqliteScheduleStorage):
+class SimulationScheduleStorage(_SharedEngineStorage, SqliteScheduleStorage):
     """Dagster's SQLite schedule storage (sensor cursors, ticks) with one shared engine."""
-
-    @classmethod
-    def from_config_value(cls, inst_data: Any, config_value: Any) -> "SimulationScheduleStorage":
-        # Dagster's classmethod names its own class; build this one.
-        return cls.from_local(inst_data=inst_data, **config_value)  # pyright: ignore[reportReturnType]
-
-    @contextmanager
-    def connect(self) -> Iterator[db.Connection]:
-        with _transaction(self._conn_string) as conn:
-            yield conn
