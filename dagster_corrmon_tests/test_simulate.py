@@ -18,6 +18,7 @@ import pytest
 from dagster_corrmon.cli.main import main
 from dagster_corrmon.core.signal import SignalKind
 from dagster_corrmon.scenarios.simulate import (
+    interrupt_latch,
     retrain_policy,
     scenario_definitions,
     stop_if_interrupted,
@@ -154,3 +155,29 @@ def test_ctrl_c_in_a_step_stops_the_simulation_instead_of_counting_as_a_failure(
         assert not stopped.success  # Dagster turned the interrupt into a failed run ...
         with pytest.raises(KeyboardInterrupt):
             stop_if_interrupted(stopped)  # ... which the simulator turns back into Ctrl-C
+
+
+def test_ctrl_c_between_steps_is_not_lost() -> None:
+    from dagster._utils.interrupts import capture_interrupts, check_captured_interrupt
+
+    @dg.asset
+    def quiet() -> int:
+        return 1
+
+    job = dg.Definitions(
+        assets=[quiet], jobs=[dg.define_asset_job("quiet_job", selection=[quiet])]
+    ).resolve_job_def("quiet_job")
+    with dg.instance_for_test() as instance, interrupt_latch():
+        ran = job.execute_in_process(instance=instance)
+        stop_if_interrupted(ran)  # nothing was pressed
+        # What execute_in_process does around a whole run: a Ctrl-C outside any step is only
+        # a flag, and Dagster clears it when the run ends ...
+        with capture_interrupts():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            assert check_captured_interrupt()
+        assert not check_captured_interrupt()
+        # ... so a run that succeeded carries no trace of it; the latch does.
+        with pytest.raises(KeyboardInterrupt, match="interrupted while Dagster was running"):
+            stop_if_interrupted(ran)
+        stop_if_interrupted(ran)  # raised once, not forever

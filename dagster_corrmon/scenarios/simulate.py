@@ -12,6 +12,9 @@ import contextlib
 import datetime as dt
 import json
 import os
+import signal
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -204,7 +207,11 @@ def simulate(
     policy = retrain_policy(spec)
     corrmon_defs = build_corrmon_defs(models=[model], store=resource, retrain_policy=policy)
 
-    with _dagster_home(home), dg.DagsterInstance.from_config(str(home)) as instance:
+    with (
+        _dagster_home(home),
+        interrupt_latch(),
+        dg.DagsterInstance.from_config(str(home)) as instance,
+    ):
         store = CorrmonStore(database_url)
 
         def run(job: str, partition: str | None, *, tags: dict[str, str] | None = None) -> bool:
@@ -320,12 +327,54 @@ def scenario_definitions(spec: ScenarioSpec) -> dg.Definitions:
     )
 
 
+_LATCHES: list[socket.socket] = []  # reading ends of the active interrupt latches
+
+
+@contextlib.contextmanager
+def interrupt_latch() -> Iterator[None]:
+    """Remember every Ctrl-C / SIGTERM while Dagster runs, for :func:`stop_if_interrupted`.
+
+    ``execute_in_process`` swaps in its own SIGINT handler for the whole run and raises the
+    interrupt only inside a step; one that arrives between steps (while events are written, while
+    the run is created) sets a flag Dagster clears when the run ends — the simulation went on.
+    A wakeup fd receives every signal's number whichever Python handler is installed, so it
+    keeps what Dagster drops. Outside the main thread (no signals there) it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    _LATCHES.append(reader)
+    try:
+        yield
+    finally:
+        _LATCHES.remove(reader)
+        signal.set_wakeup_fd(previous)
+        reader.close()
+        writer.close()
+
+
+def _raise_latched_interrupt() -> None:
+    for reader in _LATCHES:
+        try:
+            received = reader.recv(4096)
+        except BlockingIOError:
+            continue
+        if signal.SIGINT in received or signal.SIGTERM in received:
+            raise KeyboardInterrupt("interrupted while Dagster was running")
+
+
 def stop_if_interrupted(result: dg.ExecuteInProcessResult) -> None:
-    """Re-raise a Ctrl-C (or SIGTERM) that Dagster turned into a failed step.
+    """Re-raise a Ctrl-C (or SIGTERM) that Dagster turned into a failed step, or dropped.
 
     Inside a step Dagster catches the interrupt and fails the run; without this the simulation
-    would record an "injected" failure and carry on with the next partition.
+    would record an "injected" failure and carry on with the next partition. Between steps it
+    drops the interrupt; within :func:`interrupt_latch` that one is raised here too.
     """
+    _raise_latched_interrupt()
     for event in result.all_events:
         if not event.is_step_failure or event.step_failure_data is None:
             continue
