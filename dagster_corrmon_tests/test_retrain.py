@@ -10,6 +10,7 @@ correlation job and the checks write them; the schedule is evaluated with
 
 import datetime as dt
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
@@ -475,3 +476,39 @@ def test_guard_check_rejudges_itself_once_per_cron_tick(
         # No passing guard: the model itself is never requested.
         assert tick.get_num_requested(dg.AssetKey("model")) == 0
     assert counts == [0, 0, 1, 0]
+
+
+def test_an_at_risk_upstream_failure_closes_once_labels_past_it_show_no_loss() -> None:
+    from dagster_corrmon.correlation.definitions import AT_RISK_WINDOW, _resolution
+
+    outage_end = dt.datetime(2013, 7, 14, tzinfo=dt.UTC)
+    risk = Incident(
+        id="risk-1",
+        model_asset="model",
+        metric="roc_auc",
+        classification=IncidentClass.UPSTREAM_FAILURE,
+        consequential=False,
+        window_start=outage_end - dt.timedelta(days=6),
+        window_end=outage_end,
+        metadata={"provisional": True},
+    )
+    # Labels only up to the outage, or within the at-risk window after it: still at risk.
+    assert _resolution(risk, model_metric="roc_auc", labelled_until=outage_end) is None
+    near = outage_end + AT_RISK_WINDOW
+    assert _resolution(risk, model_metric="roc_auc", labelled_until=near) is None
+    # Labels past it with no shift: the risk did not materialize, and the note says why.
+    later = outage_end + AT_RISK_WINDOW + dt.timedelta(days=1)
+    note = _resolution(risk, model_metric="roc_auc", labelled_until=later)
+    assert note is not None and "did not materialize" in note and "2013-07-14" in note
+    # An at-risk data fault (wrong values, which a retrain would learn) waits for a fix.
+    fault = replace(risk, classification=IncidentClass.DATA_FAULT)
+    assert _resolution(fault, model_metric="roc_auc", labelled_until=later) is None
+    # Another metric's, or an already resolved, incident is not this pass's business.
+    assert _resolution(risk, model_metric="f1", labelled_until=later) is None
+    done = replace(risk, status=IncidentStatus.RESOLVED)
+    assert _resolution(done, model_metric="roc_auc", labelled_until=later) is None
+    # A performance incident closes as soon as the metric is back, whatever its window.
+    confirmed = replace(risk, metadata={}, consequential=True)
+    assert _resolution(confirmed, model_metric="roc_auc", labelled_until=outage_end) == (
+        "the metric returned to its baseline"
+    )

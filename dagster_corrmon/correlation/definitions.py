@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from dagster_corrmon import instance_api
-from dagster_corrmon.core.incident import IncidentStatus
+from dagster_corrmon.core.incident import Incident, IncidentClass, IncidentStatus
 from dagster_corrmon.core.lineage import ancestors_with_distance
 from dagster_corrmon.core.signal import SignalKind, ensure_utc
 from dagster_corrmon.correlation.engine import (
@@ -49,6 +49,36 @@ REASON_TAG = "corrmon/reason"
 TRIGGER_TAG = "corrmon/trigger"
 AT_RISK_WINDOW = timedelta(days=7)
 DEFAULT_RETRAIN_POLICY = RetrainPolicy()
+
+
+def _resolution(incident: Incident, *, model_metric: str, labelled_until: datetime) -> str | None:
+    """Why an active incident of the model is over, when the pass found no shift (else None).
+
+    A performance incident is over when its metric is back to baseline. A provisional *at-risk*
+    **upstream-failure** incident (runs failed or data came late; no loss confirmed) is over once
+    the failure has not been seen for :data:`AT_RISK_WINDOW` of labelled partitions and the labels
+    show no shift: the risk did not materialize, and a retrain would learn nothing wrong from data
+    that is merely absent. Until then it stays open — and blocks retraining — as before; a failure
+    that persists keeps extending its window. An at-risk *data fault* (wrong values) stays open
+    whatever the labels say: its partitions still hold the defect a retrain would learn, so it
+    waits for a fix and backfill, or for a person to resolve it.
+    """
+    if incident.metric != model_metric or incident.status not in (
+        IncidentStatus.OPEN,
+        IncidentStatus.ACKNOWLEDGED,
+    ):
+        return None
+    if not incident.metadata.get("provisional"):
+        return "the metric returned to its baseline"
+    if incident.classification is not IncidentClass.UPSTREAM_FAILURE:
+        return None
+    last_seen = incident.window_end
+    if last_seen is not None and last_seen < labelled_until - AT_RISK_WINDOW:
+        return (
+            f"the risk did not materialize: the defect was last seen at {last_seen:%Y-%m-%d}, "
+            f"and the labels through {labelled_until:%Y-%m-%d} show no performance shift"
+        )
+    return None
 
 
 def build_correlation_job(
@@ -94,28 +124,21 @@ def build_correlation_job(
             context.log.info(note)
         incident = outcome.incident
         result = outcome.result
+        metric_points = store.read_signals(
+            asset_key=model.evaluation.to_user_string(), name=model.metric
+        )
+        anchor = metric_points[-1].event_time if metric_points else now
         if result is not None and result.shift is None:
             for active in store.list_incidents(model_asset=model.name):
-                provisional = bool(active.metadata.get("provisional"))
-                if (
-                    active.metric == model.metric
-                    and not provisional
-                    and active.status in (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED)
-                ):
+                note = _resolution(active, model_metric=model.metric, labelled_until=anchor)
+                if note is not None:
                     store.set_incident_status(
-                        active.id,
-                        IncidentStatus.RESOLVED,
-                        note="the metric returned to its baseline",
-                        actor="corrmon",
+                        active.id, IncidentStatus.RESOLVED, note=note, actor="corrmon"
                     )
-                    context.log.info(f"{active.id} resolved: the metric is back to baseline")
+                    context.log.info(f"{active.id} resolved: {note}")
         if incident is None or not incident.consequential:
             latest = result.shift if result is not None else None
             distances = ancestors_with_distance(lineage, model.evaluation.to_user_string())
-            metric_points = store.read_signals(
-                asset_key=model.evaluation.to_user_string(), name=model.metric
-            )
-            anchor = metric_points[-1].event_time if metric_points else now
             faults = upstream_fault_signals(store, distances, since=anchor - AT_RISK_WINDOW)
             if faults and latest is None:
                 risk = flag_at_risk(
@@ -131,9 +154,7 @@ def build_correlation_job(
                         f"{risk.id}: {len(risk.affected_runs)} run(s) at risk from "
                         f"{risk.causes[0].asset_key}"
                     )
-        latest_metric = store.read_signals(
-            asset_key=model.evaluation.to_user_string(), name=model.metric
-        )
+        latest_metric = metric_points
         # A decision is stamped with the newest evaluated partition (the data's time, not the
         # wall clock), so each pass records its own: an incident first judged not consequential
         # and confirmed a partition later gets its retrain decision then.
