@@ -525,6 +525,32 @@ def test_lower_is_better_metrics_and_excluded_windows() -> None:
     assert result.causes == ()
 
 
+def test_an_event_a_confirmed_incident_explained_is_not_blamed_again() -> None:
+    # A release at partition 40 caused the confirmed (resolved) incident of 40..59; the later drop
+    # at ONSET is a new episode, and the old release must not be re-opened as its cause.
+    rng = np.random.default_rng(9)
+    f1 = 0.80 + 0.008 * rng.standard_normal(N)
+    f1[40:60] -= 0.2
+    f1[ONSET:] -= 0.06
+    release = CandidateEvent(
+        asset_key="features",
+        kind=SignalKind.CODE_VERSION_CHANGE,
+        partition=PARTITIONS[40],
+        name="code_version 2 -> 3",
+        lineage_distance=1,
+    )
+    window = [(PARTITIONS[40], PARTITIONS[59])]
+    result = attribute_performance_shift(_f1(f1), [release], exclude=window)
+    assert result.shift is not None and abs(result.shift.onset_index - ONSET) <= 1
+    assert result.causes == ()
+    assert result.classification is IncidentClass.CONCEPT_DRIFT
+    assert any("confirmed incident's window" in note for note in result.notes)
+    # Without the confirmed window it is a candidate like any other event.
+    assert [c.partition for c in attribute_performance_shift(_f1(f1), [release]).causes] == [
+        PARTITIONS[40]
+    ]
+
+
 def test_a_seasonal_baseline_finds_the_shift_under_a_weekly_pattern() -> None:
     rng = np.random.default_rng(6)
     times = [datetime(2013, 1, 1, tzinfo=UTC) + timedelta(days=i) for i in range(N)]

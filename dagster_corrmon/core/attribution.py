@@ -929,7 +929,8 @@ def attribute_performance_shift(
     least as far from the model as the symptom counts as upstream of it. ``repair`` is the
     interventional test (:class:`RepairRequest`); it runs only when a shift was found, for at
     most ``config.max_repairs`` candidates. ``exclude`` lists confirmed-incident windows
-    ``(first, last)`` kept out of the baseline. ``seed`` makes subsampled permutations and the
+    ``(first, last)`` kept out of the baseline; a discrete event inside one is not a candidate
+    (that incident explained it). ``seed`` makes subsampled permutations and the
     change-point search reproducible.
     """
     shift, shift_notes = _detect_shift(metric, config=config, exclude=exclude, seed=seed)
@@ -942,12 +943,18 @@ def attribute_performance_shift(
     series = [c for c in candidates if isinstance(c, CandidateSeries)]
     events: list[CandidateEvent] = []
     for event in (c for c in candidates if isinstance(c, CandidateEvent)):
-        if event.partition in position:
-            events.append(event)
-        else:
+        if event.partition not in position:
             notes.append(
                 f"event {event.key} is at a partition outside the metric's series; not analysed"
             )
+        elif excluded[position[event.partition]]:
+            # A confirmed incident already explained it (and was resolved): a later episode
+            # must find its own cause, not re-open that one.
+            notes.append(
+                f"event {event.key} lies in a confirmed incident's window; not a candidate again"
+            )
+        else:
+            events.append(event)
     keys = [c.key for c in (*series, *events)]
     if len(set(keys)) != len(keys):
         duplicates = sorted({key for key in keys if keys.count(key) > 1})

@@ -123,13 +123,20 @@ def build_candidates(
     ``distances`` maps every ancestor (user-string asset key) to its hops from the asset that
     holds the metric; signals on other assets are ignored. Numeric DRIFT / DATA_QUALITY signals
     become per-(asset, kind, name, column) series; failed schema, freshness, run-failure and
-    version-change signals become events.
+    version-change signals become events. A code-version change *back* to a version the asset
+    ran before (a rollback, e.g. the fix of a buggy release) is not a candidate: it restores
+    code the history already judged, and blaming it for a later drop would re-open the release
+    it undid.
     """
     skip = set(exclude_assets)
+    signals = list(signals)
+    rollbacks = _rollbacks(signals)
     series_groups: dict[tuple[str, SignalKind, str, str | None], list[Signal]] = defaultdict(list)
     event_groups: dict[tuple[str, SignalKind, str, str | None], list[Signal]] = defaultdict(list)
     for signal in signals:
         if signal.asset_key not in distances or signal.asset_key in skip:
+            continue
+        if signal.idempotency_key in rollbacks:
             continue
         key = (signal.asset_key, signal.kind, signal.name, signal.column)
         if signal.kind in SERIES_KINDS and signal.value is not None:
@@ -191,6 +198,30 @@ def build_candidates(
                 )
             )
     return candidates
+
+
+def _rollbacks(signals: Sequence[Signal]) -> set[str]:
+    """Idempotency keys of code-version changes to a version their asset ran before."""
+    changes = sorted(
+        (s for s in signals if s.kind is SignalKind.CODE_VERSION_CHANGE),
+        key=lambda s: (s.event_time, _observed(s)),
+    )
+    seen: dict[str, set[str]] = defaultdict(set)
+    judged: dict[tuple[str, str, str | None], bool] = {}  # a change seen again keeps its verdict
+    found: set[str] = set()
+    for signal in changes:
+        previous = str(signal.metadata.get("previous") or "")
+        change = (signal.asset_key, previous, signal.code_version)
+        if change not in judged:
+            versions = seen[signal.asset_key]
+            if previous:
+                versions.add(previous)
+            judged[change] = bool(signal.code_version) and signal.code_version in versions
+            if signal.code_version:
+                versions.add(signal.code_version)
+        if judged[change]:
+            found.add(signal.idempotency_key)
+    return found
 
 
 def _value(signal: Signal) -> float:
