@@ -86,7 +86,8 @@ def demo_command(out_dir: Path, quick: bool) -> None:
     """The flights demo: a simulated year with injected incidents, explained; then the UI.
 
     Simulates the built-in ``flights_year`` scenario (a unit change in the departures feed, a
-    departures outage, a buggy features release, on the real 2013 data) in a real Dagster
+    departures outage, a buggy features release, a concept drift that calls for a retrain, on
+    the real 2013 data) in a real Dagster
     instance under OUT, scores the attribution, prints the explanation of each incident and how
     to open the history in the Dagster UI. ``--quick`` prints only the drift table.
     """
