@@ -15,7 +15,7 @@ import click
 from dagster_corrmon.cli.db_cmd import database_url_option
 from dagster_corrmon.core.incident import Incident, IncidentStatus
 from dagster_corrmon.errors import ConfigError
-from dagster_corrmon.store import CorrmonStore, StatusChange
+from dagster_corrmon.store import ACTIVE_STATUSES, CorrmonStore, StatusChange
 
 _STATUS_CHOICES = [status.value for status in IncidentStatus]
 
@@ -243,15 +243,14 @@ def _select_incident(incidents: Sequence[Incident], partition: str | None) -> In
             and (
                 incident.window_end is None
                 or partition <= incident.window_end.strftime("%Y-%m-%d")
-                or incident.status in (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED)
+                or incident.status in ACTIVE_STATUSES
             )
         ]
         return covering[-1] if covering else None
     active = [
         incident
         for incident in incidents
-        if incident.status in (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED)
-        and not incident.metadata.get("provisional")
+        if incident.status in ACTIVE_STATUSES and not incident.metadata.get("provisional")
     ]
     return (active or list(incidents) or [None])[-1]
 

@@ -39,6 +39,7 @@ from dagster_corrmon.correlation.retrain import (
 from dagster_corrmon.correlation.sensor import CORRELATE_OP_NAME, build_correlation_sensor
 from dagster_corrmon.errors import ConfigError
 from dagster_corrmon.resource import DEFAULT_RESOURCE_KEY, CorrmonResource
+from dagster_corrmon.store import ACTIVE_STATUSES
 
 CORRELATION_JOB_NAME = "corrmon_correlation_job"
 RETRAIN_SENSOR_NAME = "corrmon_retrain_sensor"
@@ -63,10 +64,7 @@ def _resolution(incident: Incident, *, model_metric: str, labelled_until: dateti
     whatever the labels say: its partitions still hold the defect a retrain would learn, so it
     waits for a fix and backfill, or for a person to resolve it.
     """
-    if incident.metric != model_metric or incident.status not in (
-        IncidentStatus.OPEN,
-        IncidentStatus.ACKNOWLEDGED,
-    ):
+    if incident.metric != model_metric or incident.status not in ACTIVE_STATUSES:
         return None
     if not incident.metadata.get("provisional"):
         return "the metric returned to its baseline"
@@ -154,7 +152,6 @@ def build_correlation_job(
                         f"{risk.id}: {len(risk.affected_runs)} run(s) at risk from "
                         f"{risk.causes[0].asset_key}"
                     )
-        latest_metric = metric_points
         # A decision is stamped with the newest evaluated partition (the data's time, not the
         # wall clock), so each pass records its own: an incident first judged not consequential
         # and confirmed a partition later gets its retrain decision then.
@@ -164,8 +161,8 @@ def build_correlation_job(
             lineage=lineage,
             incident=incident,
             policy=retrain_policy,
-            event_time=latest_metric[-1].event_time if latest_metric else now,
-            partition=latest_metric[-1].partition if latest_metric else None,
+            event_time=metric_points[-1].event_time if metric_points else now,
+            partition=metric_points[-1].partition if metric_points else None,
         )
         context.log.info(f"retrain {model.name}: {decision.decision}: {decision.reason}")
 
@@ -466,7 +463,7 @@ def _incident_check(model: MonitoredModel, resource_key: str) -> dg.AssetChecksD
         active = [
             incident
             for incident in store.list_incidents(model_asset=model.name)
-            if incident.status in (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED)
+            if incident.status in ACTIVE_STATUSES
         ]
         if not active:
             return dg.AssetCheckResult(passed=True, metadata={"corrmon/open_incidents": 0})

@@ -43,13 +43,12 @@ from dagster_corrmon.correlation.gather import (
 )
 from dagster_corrmon.correlation.model import MonitoredModel
 from dagster_corrmon.errors import InsufficientDataError
-from dagster_corrmon.store import CorrmonStore
+from dagster_corrmon.store import ACTIVE_STATUSES, CorrmonStore
 
 INCIDENT_TAG = "corrmon/incident"
 CAUSE_TAG = "corrmon/suspected_cause"
 AT_RISK_TAG = "corrmon/at_risk"
 INCIDENT_CHECK_NAME = "corrmon_incident"
-_ACTIVE = (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED)
 DEFECT_KINDS = frozenset(
     {
         SignalKind.DATA_QUALITY,
@@ -201,7 +200,7 @@ def correlate(
     tagged = annotate_runs(instance, stored)
     shift = result.shift
     healthy_since = len(metric.partitions) - 1 - metric.partitions.index(shift.end_partition)
-    if healthy_since > model.config.episode_gap and stored.status in _ACTIVE:
+    if healthy_since > model.config.episode_gap and stored.status in ACTIVE_STATUSES:
         # The episode is over: the metric has been back at its baseline for longer than an
         # episode gap. Resolving also unblocks retraining and lets the baseline exclude it.
         stored = store.set_incident_status(
@@ -267,7 +266,7 @@ def _incident_for(
     for existing in store.list_incidents(model_asset=model.name):
         if (
             existing.metric == model.metric
-            and existing.status in _ACTIVE
+            and existing.status in ACTIVE_STATUSES
             and existing.onset_time is not None
             and abs(existing.onset_time - onset_time) <= timedelta(days=14)
         ):
@@ -454,7 +453,7 @@ def report_incident_check(
         metadata["corrmon/cause_score"] = float(cause.score)
         if cause.repair_recovery is not None:
             metadata["corrmon/repair_recovery"] = float(cause.repair_recovery)
-    passed = incident.status not in _ACTIVE
+    passed = incident.status not in ACTIVE_STATUSES
     instance.report_runless_asset_event(
         dg.AssetCheckEvaluation(
             asset_key=model.model,
@@ -514,7 +513,7 @@ def flag_at_risk(
     )
     incident_id = f"risk-{short_id(model.name, first.asset_key)}"
     existing = store.get_incident(incident_id)
-    if existing is not None and existing.status not in _ACTIVE:
+    if existing is not None and existing.status not in ACTIVE_STATUSES:
         incident_id = f"risk-{short_id(model.name, first.asset_key, first.event_time.isoformat())}"
     by_asset: dict[str, set[str]] = {}
     for s in versioned:
