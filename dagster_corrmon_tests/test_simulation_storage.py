@@ -71,3 +71,47 @@ def test_a_simulated_home_reads_back_with_dagsters_own_storages(tmp_path: Path) 
         dg.AssetCheckKey(dg.AssetKey("numbers"), "numbers_ok"), limit=10
     )
     assert (run_id, "SUCCEEDED") in [(c.run_id, c.status.value) for c in checks]
+
+
+def _count_connects(engine: db.Engine) -> list[object]:
+    opened: list[object] = []
+    db.event.listen(engine, "connect", lambda dbapi_connection, _record: opened.append(1))
+    return opened
+
+
+def test_a_run_reuses_pooled_connections_and_closing_the_instance_releases_them(
+    tmp_path: Path,
+) -> None:
+    home = _home(tmp_path)
+    events_db = home / "history" / "event_log.db"
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        dg.materialize([numbers, numbers_ok], instance=instance, partition_key="2024-01-01")
+        engine = storage.shared_engine(f"sqlite:///{events_db}")
+        opened = _count_connects(engine)
+        result = dg.materialize(
+            [numbers, numbers_ok], instance=instance, partition_key="2024-01-02"
+        )
+        assert result.success
+        # A run writes dozens of events; Dagster's own storage opens a connection for each.
+        written = len(instance.all_logs(result.run_id))
+        assert written > 10
+        assert len(opened) <= 1, f"{len(opened)} connections opened for {written} events"
+        assert engine.pool.checkedin() >= 1  # type: ignore[attr-defined]
+    # The instance closed: its idle connections are closed too (no file handles left behind).
+    assert engine.pool.checkedin() == 0  # type: ignore[attr-defined]
+
+
+def _idle_connections_after_fork(url: str) -> int:
+    return storage.shared_engine(url).pool.checkedin()  # type: ignore[attr-defined]
+
+
+def test_a_forked_child_does_not_share_the_parents_connections(tmp_path: Path) -> None:
+    import multiprocessing
+
+    url = f"sqlite:///{tmp_path / 'any.db'}"
+    with storage.shared_engine(url).connect() as conn:
+        conn.execute(db.text("SELECT 1"))
+    assert storage.shared_engine(url).pool.checkedin() == 1  # type: ignore[attr-defined]
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.apply(_idle_connections_after_fork, (url,)) == 0
+    assert storage.shared_engine(url).pool.checkedin() == 1  # type: ignore[attr-defined]
