@@ -14,7 +14,7 @@ read as an infinite z-score).
 """
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -24,7 +24,7 @@ import numpy as np
 from dagster_corrmon.checks._common import history_points, positive_int, to_severity
 from dagster_corrmon.core.baseline import Direction, fit_baseline
 from dagster_corrmon.core.incident import IncidentStatus
-from dagster_corrmon.core.signal import Severity, SignalKind, ensure_utc
+from dagster_corrmon.core.signal import Severity, Signal, SignalKind, ensure_utc
 from dagster_corrmon.errors import ConfigError, InsufficientDataError
 from dagster_corrmon.store import CorrmonStore
 
@@ -149,21 +149,89 @@ def judge_against_history(
     ``incident_assets``: assets whose resolved incidents' windows are left out of the history
     (the checked asset itself is always included).
     """
+    return judge_columns_against_history(
+        store,
+        asset_key=asset_key,
+        name=name,
+        kind=kind,
+        values={column: value},
+        event_time=event_time,
+        direction=direction,
+        policy=policy,
+        min_change=min_change,
+        incident_assets=incident_assets,
+    )[column]
+
+
+def judge_columns_against_history(
+    store: CorrmonStore,
+    *,
+    asset_key: str,
+    name: str,
+    kind: SignalKind,
+    values: Mapping[str | None, float],
+    event_time: datetime,
+    direction: Direction,
+    policy: BaselinePolicy,
+    min_change: float = 0.0,
+    incident_assets: Iterable[str] = (),
+) -> dict[str | None, BaselineVerdict]:
+    """:func:`judge_against_history` for several columns of one signal, from one read.
+
+    A check that judges every column (completeness) reads the store once, not once per column.
+    With a single entry, its column (``None``: any column) filters the read as before.
+    """
+    columns = list(values)
     stored = store.read_signals(
         asset_key=asset_key,
         name=name,
         kind=kind,
-        column=column,
+        column=columns[0] if len(columns) == 1 else None,
         start=event_time - policy.lookback,
         end=event_time,
     )
-    # Observations that failed their check never teach the baseline: otherwise a defect that
-    # persists (a feed that keeps losing 90 % of a column) becomes "normal" after a few
-    # partitions and the check goes green while the data is still broken.
-    values, times = history_points(s for s in stored if s.passed is not False)
+    history: dict[str | None, list[Signal]] = {column: [] for column in columns}
+    for signal in stored:
+        # Observations that failed their check never teach the baseline: otherwise a defect
+        # that persists (a feed that keeps losing 90 % of a column) becomes "normal" after a
+        # few partitions and the check goes green while the data is still broken.
+        if signal.passed is False:
+            continue
+        key = columns[0] if len(columns) == 1 else signal.column
+        if key in history:
+            history[key].append(signal)
     windows: list[tuple[datetime, datetime]] = []
     for incident_asset in dict.fromkeys([asset_key, *incident_assets]):
         windows.extend(store.incident_windows(incident_asset, statuses=(IncidentStatus.RESOLVED,)))
+    return {
+        column: _verdict(
+            history[column],
+            name=name,
+            column=column,
+            value=value,
+            event_time=event_time,
+            direction=direction,
+            policy=policy,
+            min_change=min_change,
+            windows=windows,
+        )
+        for column, value in values.items()
+    }
+
+
+def _verdict(
+    stored: Sequence[Signal],
+    *,
+    name: str,
+    column: str | None,
+    value: float,
+    event_time: datetime,
+    direction: Direction,
+    policy: BaselinePolicy,
+    min_change: float,
+    windows: Sequence[tuple[datetime, datetime]],
+) -> BaselineVerdict:
+    values, times = history_points(stored)
     if len(values) < policy.min_history:
         return BaselineVerdict(
             status="insufficient_history",

@@ -142,7 +142,7 @@ def validate_frame(
             batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
             # Every object here already passed to_domain_obj(), so the suite keeps them all.
             suite = gx.ExpectationSuite(name=suite_name, expectations=domain_objects)
-            suite_result = batch.validate(suite, result_format="SUMMARY")
+            suite_result = batch.validate(suite, result_format="BASIC")
         for position, result in zip(positions, suite_result.results, strict=True):
             outcomes[position] = _outcome(result, label=labels[position])
     return [outcome for outcome in outcomes if outcome is not None]

@@ -36,7 +36,7 @@ from dagster_corrmon.checks._baseline import (
     BaselinePolicy,
     BaselineVerdict,
     coerce_policy,
-    judge_against_history,
+    judge_columns_against_history,
 )
 from dagster_corrmon.checks._common import (
     AssetTarget,
@@ -650,20 +650,20 @@ def _judge_completeness(
     judged = available if config.track_all_columns else [c for c in limits if c in available]
     fractions = null_fractions(frame, judged, engine=config.engine)
     notes: list[str] = []
+    verdicts = _baseline_verdicts(
+        corrmon,
+        tags=tags,
+        config=config,
+        name=NULL_FRACTION,
+        values={column: fractions[column] for column in judged},
+        direction="increase",
+        min_change=config.completeness_min_change,
+    )
     for column in judged:
         value = fractions[column]
         limit = limits.get(column)
         over_limit = limit is not None and value > limit
-        verdict = _baseline_verdict(
-            corrmon,
-            tags=tags,
-            config=config,
-            name=NULL_FRACTION,
-            column=column,
-            value=value,
-            direction="increase",
-            min_change=config.completeness_min_change,
-        )
+        verdict = verdicts.get(column)
         column_severities = []
         problems = []
         if over_limit:
@@ -742,16 +742,15 @@ def _judge_volume(
         severities.append(config.severity)
     verdict = None
     if volume.baseline:
-        verdict = _baseline_verdict(
+        verdict = _baseline_verdicts(
             corrmon,
             tags=tags,
             config=config,
             name=ROW_COUNT,
-            column=None,
-            value=float(rows),
+            values={None: float(rows)},
             direction="both",
             min_change=0.0,
-        )
+        ).get(None)
         if verdict is not None and verdict.anomalous:
             expected = verdict.expected or 0.0
             if abs(rows - expected) >= volume.min_relative_change * max(expected, 1.0):
@@ -961,26 +960,25 @@ def _expectation_failure(
     return {"column": column, "problem": problem}
 
 
-def _baseline_verdict(
+def _baseline_verdicts(
     corrmon: CorrmonResource,
     *,
     tags: MaterializationTags,
     config: _QualityConfig,
     name: str,
-    column: str | None,
-    value: float,
+    values: Mapping[str | None, float],
     direction: Literal["increase", "decrease", "both"],
     min_change: float,
-) -> BaselineVerdict | None:
-    if config.baseline is None:
-        return None
-    return judge_against_history(
+) -> dict[str | None, BaselineVerdict]:
+    """One verdict per column (none without a baseline policy), from one read of the store."""
+    if config.baseline is None or not values:
+        return {}
+    return judge_columns_against_history(
         corrmon.get_store(),
         asset_key=tags.asset_key,
         name=name,
         kind=SignalKind.DATA_QUALITY,
-        column=column,
-        value=value,
+        values=values,
         event_time=tags.event_time,
         direction=direction,
         policy=config.baseline,
