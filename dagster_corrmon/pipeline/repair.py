@@ -115,7 +115,7 @@ def build_repair_provider(
     order = {key: index for index, key in enumerate(partition_keys)}
     metric_spec = METRICS[metric]
 
-    def provider(instance: dg.DagsterInstance) -> RepairFunction | None:
+    def provider(instance: dg.DagsterInstance) -> RepairFunction:
         defs = definitions()
 
         def load(key: dg.AssetKey, partition: str | None) -> object:
@@ -124,12 +124,19 @@ def build_repair_provider(
             with contextlib.redirect_stderr(io.StringIO()):
                 return defs.load_asset_value(key, partition_key=partition, instance=instance)
 
-        try:
-            artifact = load(keys.model, None)
-        except Exception:  # noqa: BLE001 — no model stored yet: no repair test possible
-            return None
-        if not isinstance(artifact, ModelArtifact):
-            return None
+        loaded: list[ModelArtifact | None] = []
+
+        def stored_model() -> ModelArtifact | None:
+            # Loaded on the first repair request: most correlation runs find no shift and ask
+            # for none, and unpickling the model is most of what a provider call costs.
+            if not loaded:
+                try:
+                    artifact = load(keys.model, None)
+                except Exception:  # noqa: BLE001 — no model stored yet: no repair test possible
+                    artifact = None
+                loaded.append(artifact if isinstance(artifact, ModelArtifact) else None)
+            return loaded[0]
+
         rng = np.random.default_rng(seed)
         cache: dict[str, pd.DataFrame | None] = {}
 
@@ -152,7 +159,7 @@ def build_repair_provider(
             )
             return pd.DataFrame(merged[merged[LABEL].notna()])
 
-        def value(frame: pd.DataFrame) -> float:
+        def value(artifact: ModelArtifact, frame: pd.DataFrame) -> float:
             scores = artifact.score(frame)
             labels = frame[LABEL].to_numpy(float)
             finite = np.isfinite(scores)
@@ -166,6 +173,9 @@ def build_repair_provider(
         degraded_values: dict[tuple[str, ...], float] = {}
 
         def repair(request: RepairRequest) -> RepairOutcome | None:
+            artifact = stored_model()
+            if artifact is None:
+                return None
             columns = columns_to_restore(request.candidate, artifact, keys)
             if not columns:
                 return None
@@ -183,14 +193,14 @@ def build_repair_provider(
             if len(frame) > MAX_ROWS:
                 frame = frame.sample(MAX_ROWS, random_state=seed).reset_index(drop=True)
             if request.partitions not in degraded_values:
-                degraded_values[request.partitions] = value(frame)
+                degraded_values[request.partitions] = value(artifact, frame)
             repaired = frame.copy()
             for column in columns:
                 restored = restore_column(pd.Series(frame[column]), pd.Series(donor[column]), rng)
                 if restored is None:
                     return None  # nothing left to restore (the values are gone): no verdict
                 repaired[column] = restored
-            before, after = degraded_values[request.partitions], value(repaired)
+            before, after = degraded_values[request.partitions], value(artifact, repaired)
             if not (np.isfinite(before) and np.isfinite(after)):
                 return None
             return RepairOutcome(repaired_value=after, degraded_value=before)
