@@ -1,5 +1,6 @@
 """The simulated home's storages: Dagster's SQLite files, one engine per database, NORMAL sync."""
 
+import logging
 from pathlib import Path
 
 import dagster as dg
@@ -115,3 +116,27 @@ def test_a_forked_child_does_not_share_the_parents_connections(tmp_path: Path) -
     with multiprocessing.get_context("fork").Pool(1) as pool:
         assert pool.apply(_idle_connections_after_fork, (url,)) == 0
     assert storage.shared_engine(url).pool.checkedin() == 1  # type: ignore[attr-defined]
+
+
+@dg.asset(partitions_def=DAYS)
+def values() -> list[int]:
+    return [1, 2]
+
+
+@dg.asset(partitions_def=DAYS)
+def doubled(values: list[int]) -> list[int]:
+    return [2 * v for v in values]
+
+
+def test_the_event_log_keeps_dagsters_events_but_not_debug_chatter(tmp_path: Path) -> None:
+    home = _home(tmp_path)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        result = dg.materialize([values, doubled], instance=instance, partition_key="2024-01-01")
+        assert result.success
+        records = instance.all_logs(result.run_id)
+    plain = [r for r in records if r.dagster_event is None]
+    kinds = {r.dagster_event.event_type_value for r in records if r.dagster_event is not None}
+    # The IO manager's DEBUG lines ("Loading partition ...") are not stored...
+    assert not [r for r in plain if r.level < logging.INFO], [r.user_message for r in plain]
+    # ...while Dagster's own DEBUG-level events are (the UI and the sensors read them).
+    assert {"LOADED_INPUT", "HANDLED_OUTPUT", "STEP_START", "ASSET_MATERIALIZATION"} <= kinds
