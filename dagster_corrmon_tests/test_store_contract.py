@@ -249,6 +249,32 @@ def test_filters_and_half_open_window(store: CorrmonStore) -> None:
         store.read_signals(kind="nonsense")
 
 
+def test_signal_points_are_the_signals_values_without_metadata(store: CorrmonStore) -> None:
+    store.write_signals(
+        [
+            *(metric(day, metadata={"big": list(range(50))}) for day in range(6)),
+            metric(2, value=None, passed=False, run_id="rerun"),  # a re-run: no value, failed
+            *(metric(day, kind=SignalKind.DRIFT, column="dep") for day in range(3)),
+            *(metric(day, kind=SignalKind.DRIFT, column="arr") for day in range(3)),
+        ]
+    )
+    window = {"start": T0 + timedelta(days=1), "end": T0 + timedelta(days=4)}
+    for filters in (
+        {"asset_key": "model", "name": "roc_auc", "kind": SignalKind.METRIC, **window},
+        {"asset_key": "model", "name": "roc_auc", "kind": "drift"},
+        {"asset_key": "model", "name": "roc_auc", "kind": "drift", "column": "arr"},
+    ):
+        signals = store.read_signals(**filters)
+        points = store.read_signal_points(**filters)
+        assert signals, filters
+        assert [
+            (p.column, p.partition, p.event_time, p.observed_at, p.value, p.passed) for p in points
+        ] == [
+            (s.column, s.partition, s.event_time, s.observed_at, s.value, s.passed) for s in signals
+        ]
+        assert all(p.event_time.tzinfo is UTC for p in points)
+
+
 def test_get_signals_by_keys(store: CorrmonStore) -> None:
     signals = [metric(day) for day in range(4)]
     store.write_signals(signals)

@@ -24,9 +24,9 @@ import numpy as np
 from dagster_corrmon.checks._common import history_points, positive_int, to_severity
 from dagster_corrmon.core.baseline import Direction, fit_baseline
 from dagster_corrmon.core.incident import IncidentStatus
-from dagster_corrmon.core.signal import Severity, Signal, SignalKind, ensure_utc
+from dagster_corrmon.core.signal import Severity, SignalKind, ensure_utc
 from dagster_corrmon.errors import ConfigError, InsufficientDataError
-from dagster_corrmon.store import CorrmonStore
+from dagster_corrmon.store import CorrmonStore, SignalPoint
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -182,7 +182,7 @@ def judge_columns_against_history(
     With a single entry, its column (``None``: any column) filters the read as before.
     """
     columns = list(values)
-    stored = store.read_signals(
+    stored = store.read_signal_points(
         asset_key=asset_key,
         name=name,
         kind=kind,
@@ -190,7 +190,7 @@ def judge_columns_against_history(
         start=event_time - policy.lookback,
         end=event_time,
     )
-    history: dict[str | None, list[Signal]] = {column: [] for column in columns}
+    history: dict[str | None, list[SignalPoint]] = {column: [] for column in columns}
     for signal in stored:
         # Observations that failed their check never teach the baseline: otherwise a defect
         # that persists (a feed that keeps losing 90 % of a column) becomes "normal" after a
@@ -220,7 +220,7 @@ def judge_columns_against_history(
 
 
 def _verdict(
-    stored: Sequence[Signal],
+    stored: Sequence[SignalPoint],
     *,
     name: str,
     column: str | None,

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import dagster as dg
 import pandas as pd
@@ -357,15 +357,28 @@ def not_a_frame_outcome(
     return input_failure(tags, kind=kind, name=check_name, message=message)
 
 
+class HistoryPoint(Protocol):
+    """What a baseline needs of a stored observation: a :class:`Signal` or a ``SignalPoint``."""
+
+    @property
+    def partition(self) -> str | None: ...
+    @property
+    def event_time(self) -> datetime: ...
+    @property
+    def observed_at(self) -> datetime | None: ...
+    @property
+    def value(self) -> float | None: ...
+
+
 def history_points(
-    signals: Iterable[Signal],
+    signals: Iterable[HistoryPoint],
 ) -> tuple[list[float], list[datetime]]:
     """Values and times of stored signals, one per partition/event time (the latest write wins).
 
     A check re-run on the same partition in a new run writes a second signal; counting both would
     weight that partition twice in a baseline.
     """
-    latest: dict[tuple[str | None, datetime], Signal] = {}
+    latest: dict[tuple[str | None, datetime], HistoryPoint] = {}
     for signal in signals:
         if signal.value is None:
             continue
@@ -377,5 +390,5 @@ def history_points(
     return [float(s.value) for s in ordered if s.value is not None], [s.event_time for s in ordered]
 
 
-def _observed(signal: Signal) -> datetime:
+def _observed(signal: HistoryPoint) -> datetime:
     return signal.observed_at or signal.event_time
