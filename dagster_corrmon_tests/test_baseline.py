@@ -454,3 +454,18 @@ def test_docstring_examples_run() -> None:
     outcome = doctest.testmod(baseline, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert outcome.attempted > 10
     assert outcome.failed == 0
+
+
+@pytest.mark.parametrize("unit", ["s", "us", "ns"])
+@pytest.mark.parametrize("aware", [False, True])
+def test_seasons_do_not_depend_on_the_times_resolution(unit: str, aware: bool) -> None:
+    # pandas 2 keeps a column's resolution (parquet gives microseconds): a season computed from
+    # microseconds read as nanoseconds put every point in the same weekday.
+    times = pd.Series(pd.date_range("2024-01-01", periods=8 * 7, freq="D")).dt.as_unit(unit)
+    if aware:
+        times = times.dt.tz_localize("UTC")
+    weekdays = times.dt.dayofweek.to_numpy()
+    values = np.where(weekdays >= 5, 40.0, 100.0)
+    fitted = fit_baseline(values, times.to_numpy(), seasonality="day_of_week")
+    assert sorted(fitted.seasons) == list(range(7))
+    assert [fitted.seasons[day].center for day in range(7)] == [100.0] * 5 + [40.0] * 2

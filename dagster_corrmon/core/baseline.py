@@ -655,13 +655,17 @@ def _time_array(
         if not np.isfinite(numeric).all():
             raise InputDataError("fit_baseline: times contain NaN or infinity")
         return "numeric", numeric
+    if array.dtype.kind == "M":  # numpy datetimes (naive: UTC), without pandas' per-call cost
+        if np.isnat(array).any():
+            raise InputDataError("fit_baseline: times contain missing values (NaT)")
+        return "datetime", array.astype("datetime64[ns]").astype(np.int64).astype(np.float64)
     try:
         stamps = pd.to_datetime(pd.Series(array), utc=True)
     except (TypeError, ValueError) as error:
         raise InputDataError(f"fit_baseline: cannot read times as datetimes ({error})") from error
     if stamps.isna().any():
         raise InputDataError("fit_baseline: times contain missing values (NaT)")
-    nanoseconds = stamps.astype("int64").to_numpy()
+    nanoseconds = stamps.dt.as_unit("ns").astype("int64").to_numpy()
     return "datetime", nanoseconds.astype(np.float64)
 
 
