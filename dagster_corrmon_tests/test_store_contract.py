@@ -275,6 +275,27 @@ def test_signal_points_are_the_signals_values_without_metadata(store: CorrmonSto
         assert all(p.event_time.tzinfo is UTC for p in points)
 
 
+def test_reads_by_kinds_and_without_metadata(store: CorrmonStore) -> None:
+    written = [
+        metric(1, metadata={"importance": 0.3}),
+        metric(2, kind=SignalKind.DRIFT, column="dep", metadata={"importance": 0.7}),
+        metric(3, kind=SignalKind.RUN_FAILURE, name="run_failure", metadata={"why": "oom"}),
+    ]
+    store.write_signals(written)
+    assert [s.kind for s in store.read_signals(kinds=["drift", SignalKind.RUN_FAILURE])] == [
+        SignalKind.DRIFT,
+        SignalKind.RUN_FAILURE,
+    ]
+    assert store.read_signals(kinds=[]) == []
+    light = store.read_signals(with_metadata=False)
+    full = store.read_signals()
+    # Everything but the metadata, and the key each was stored under.
+    assert [s.metadata for s in light] == [{}, {}, {}]
+    assert [dataclasses.replace(s, metadata={}) for s in full] == light
+    assert [s.idempotency_key for s in light] == [s.idempotency_key for s in written]
+    assert full == written
+
+
 def test_get_signals_by_keys(store: CorrmonStore) -> None:
     signals = [metric(day) for day in range(4)]
     store.write_signals(signals)

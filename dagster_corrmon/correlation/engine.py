@@ -165,7 +165,7 @@ def correlate(
     metric, points = found
     metric, points = _recent(metric, points, model.lookback_partitions)
     start = points.times[0] - timedelta(days=1)
-    upstream_signals = store.read_signals(asset_keys=sorted(distances), start=start)
+    upstream_signals = _upstream_signals(store, sorted(distances), start=start)
     candidates = build_candidates(upstream_signals, points=points, distances=distances)
     exclude = _excluded_partitions(store, model, points)
     repair = model.repair(instance) if model.repair is not None else None
@@ -483,6 +483,27 @@ def upstream_fault_signals(
         s
         for s in found
         if s.passed is False and s.severity is Severity.ERROR and s.kind in DEFECT_KINDS
+    ]
+
+
+# Candidate building reads the metadata of these kinds only (feature importances on drift
+# signals, the previous version on code-version changes); the rest is read without it.
+_KINDS_WITH_USED_METADATA = frozenset({SignalKind.DRIFT, SignalKind.CODE_VERSION_CHANGE})
+
+
+def _upstream_signals(
+    store: CorrmonStore, assets: Sequence[str], *, start: datetime
+) -> list[Signal]:
+    """Every signal on ``assets`` since ``start``: tens of thousands over a lookback window, so
+    metadata is decoded only where candidate building reads it."""
+    return [
+        *store.read_signals(asset_keys=assets, start=start, kinds=_KINDS_WITH_USED_METADATA),
+        *store.read_signals(
+            asset_keys=assets,
+            start=start,
+            kinds=set(SignalKind) - _KINDS_WITH_USED_METADATA,
+            with_metadata=False,
+        ),
     ]
 
 

@@ -310,13 +310,18 @@ class CorrmonStore:
         start: datetime | None = None,
         end: datetime | None = None,
         asset_keys: Collection[str] | None = None,
+        kinds: Collection[SignalKind | str] | None = None,
         limit: int | None = None,
+        with_metadata: bool = True,
     ) -> list[Signal]:
         """Signals matching every given filter, ordered by ``event_time`` (then write order).
 
         The window is half-open: ``start <= event_time < end``. Index-backed: (asset_key, name,
         event_time), (kind, event_time) and (event_time); filter by at least one of those for reads
-        whose cost does not grow with history.
+        whose cost does not grow with history. ``kinds``: any of these kinds.
+
+        ``with_metadata=False`` leaves each signal's metadata empty instead of decoding its JSON —
+        for bulk reads that use values, times and versions only (decoding is most of their cost).
         """
         table = schema.signals
         conditions = self._signal_filters(
@@ -328,10 +333,12 @@ class CorrmonStore:
             start=start,
             end=end,
             asset_keys=asset_keys,
+            kinds=kinds,
         )
         if conditions is None:
             return []
-        query = sa.select(table).where(*conditions).order_by(table.c.event_time, table.c.id)
+        columns = [c for c in table.c if with_metadata or c.name != "metadata_json"]
+        query = sa.select(*columns).where(*conditions).order_by(table.c.event_time, table.c.id)
         if limit is not None:
             if limit < 0:
                 raise ConfigError(f"read_signals: limit must be >= 0, got {limit}")
@@ -395,8 +402,9 @@ class CorrmonStore:
         start: datetime | None = None,
         end: datetime | None = None,
         asset_keys: Collection[str] | None = None,
+        kinds: Collection[SignalKind | str] | None = None,
     ) -> list[sa.ColumnElement[bool]] | None:
-        """The WHERE clauses of a signal read; None when ``asset_keys`` is empty (no match)."""
+        """The WHERE clauses of a signal read; None when ``asset_keys`` or ``kinds`` is empty."""
         table = schema.signals
         conditions: list[sa.ColumnElement[bool]] = []
         if asset_key is not None:
@@ -410,6 +418,11 @@ class CorrmonStore:
             conditions.append(table.c.name == name)
         if kind is not None:
             conditions.append(table.c.kind == _parse_enum(SignalKind, kind, "signal kind").value)
+        if kinds is not None:
+            values = sorted({_parse_enum(SignalKind, k, "signal kind").value for k in kinds})
+            if not values:
+                return None
+            conditions.append(table.c.kind.in_(values))
         if column is not None:
             conditions.append(table.c.column_name == column)
         if partition is not None:
@@ -888,7 +901,7 @@ def _signal_row(signal: Signal, *, key: str, now: datetime) -> dict[str, Any]:
 
 
 def _signal_from_row(row: sa.Row[Any]) -> Signal:
-    return Signal(
+    signal = Signal(
         kind=SignalKind(row.kind),
         asset_key=row.asset_key,
         name=row.name,
@@ -903,8 +916,11 @@ def _signal_from_row(row: sa.Row[Any]) -> Signal:
         data_version=row.data_version,
         code_version=row.code_version,
         source=row.source,
-        metadata=row.metadata_json,
+        metadata=row.metadata_json if "metadata_json" in row._fields else {},
     )
+    # The key it was stored under (what the property would compute): no re-hashing on reads.
+    signal.__dict__["idempotency_key"] = row.idempotency_key
+    return signal
 
 
 def _optional_utc(value: datetime | None) -> datetime | None:
