@@ -118,11 +118,13 @@ def build_repair_provider(
     def provider(instance: dg.DagsterInstance) -> RepairFunction:
         defs = definitions()
 
+        loaders: list[dg.AssetValueLoader] = []  # open while a repair request runs
+
         def load(key: dg.AssetKey, partition: str | None) -> object:
             # Dagster's loader logs a DEBUG line per partition to a console handler it creates
             # on the spot; the repair test loads dozens of partitions per correlation run.
             with contextlib.redirect_stderr(io.StringIO()):
-                return defs.load_asset_value(key, partition_key=partition, instance=instance)
+                return loaders[-1].load_asset_value(key, partition_key=partition)
 
         loaded: list[ModelArtifact | None] = []
 
@@ -173,6 +175,16 @@ def build_repair_provider(
         degraded_values: dict[tuple[str, ...], float] = {}
 
         def repair(request: RepairRequest) -> RepairOutcome | None:
+            # One loader per request: Dagster builds the IO manager's resources once for the
+            # dozens of partitions a first request loads (load_asset_value builds them per value).
+            with defs.get_asset_value_loader(instance) as loader:
+                loaders.append(loader)
+                try:
+                    return _repair(request)
+                finally:
+                    loaders.pop()
+
+        def _repair(request: RepairRequest) -> RepairOutcome | None:
             artifact = stored_model()
             if artifact is None:
                 return None
