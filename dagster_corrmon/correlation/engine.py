@@ -260,16 +260,10 @@ def _incident_for(
     assert shift is not None
     time_of = dict(zip(points.partitions, points.times, strict=True))
     onset_time = time_of[shift.onset_partition]
-    # A shift that continues (or whose onset estimate moved a little) updates the active incident
-    # of the same model and metric rather than opening a new one.
+    end_time = time_of[shift.end_partition]
     incident_id = f"inc-{short_id(model.name, model.metric, shift.onset_partition)}"
     for existing in store.list_incidents(model_asset=model.name):
-        if (
-            existing.metric == model.metric
-            and existing.status in ACTIVE_STATUSES
-            and existing.onset_time is not None
-            and abs(existing.onset_time - onset_time) <= timedelta(days=14)
-        ):
+        if _same_episode(existing, model, result.classification, onset_time, end_time):
             incident_id = existing.id
             break
     explaining = result.explaining_causes
@@ -294,6 +288,38 @@ def _incident_for(
         created_at=now,
         updated_at=now,
         metadata={"method": result.method, "notes": list(result.notes)},
+    )
+
+
+def _same_episode(
+    existing: Incident,
+    model: MonitoredModel,
+    classification: IncidentClass,
+    onset_time: datetime,
+    end_time: datetime,
+) -> bool:
+    """Whether a shift found now is the active incident ``existing`` seen again.
+
+    A shift that continues, or whose onset estimate moved a little (14 days), updates the active
+    incident of the same model and metric rather than opening a new one. So does one whose onset
+    moved further, when the diagnosis is the same and the two windows overlap: a gradual drift is
+    dated earlier as more of it is seen (the demo's concept drift, first dated 11-10, was dated
+    10-13 four weeks later) — one episode, not two incidents. A different diagnosis over an
+    overlapping window stays a separate incident.
+    """
+    if (
+        existing.metric != model.metric
+        or existing.status not in ACTIVE_STATUSES
+        or existing.onset_time is None
+    ):
+        return False
+    if abs(existing.onset_time - onset_time) <= timedelta(days=14):
+        return True
+    existing_end = existing.window_end or existing.onset_time
+    return (
+        existing.classification == classification
+        and onset_time <= existing_end
+        and existing.onset_time <= end_time
     )
 
 
