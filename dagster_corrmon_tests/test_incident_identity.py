@@ -56,6 +56,8 @@ def _existing(
     end: str,
     classification: IncidentClass = IncidentClass.CONCEPT_DRIFT,
     status: IncidentStatus = IncidentStatus.OPEN,
+    *,
+    detected: bool = True,
 ) -> Incident:
     incident = Incident(
         id="inc-existing",
@@ -64,6 +66,8 @@ def _existing(
         classification=classification,
         onset_time=_week(onset),
         onset_partition=onset,
+        detected_time=_week(onset) if detected else None,
+        detected_partition=onset if detected else None,
         window_start=_week(onset),
         window_end=_week(end),
     )
@@ -90,22 +94,23 @@ def test_an_onset_moved_a_little_is_the_same_incident(store: CorrmonStore) -> No
     )
 
 
+@pytest.mark.parametrize("now", [IncidentClass.CONCEPT_DRIFT, IncidentClass.DATA_FAULT])
 def test_a_drift_dated_weeks_earlier_over_the_same_window_is_the_same_incident(
-    store: CorrmonStore,
+    store: CorrmonStore, now: IncidentClass
 ) -> None:
-    # The demo's concept drift: first dated 11-10, four weeks later dated 10-13.
+    # The demo's concept drift: first dated 11-10, four weeks later dated 10-13 — and a pass in
+    # between called it a data fault. One degradation, one incident, the latest diagnosis.
     _existing(store, "2013-11-10", "2013-11-17")
-    later = _shift("2013-10-13", "2013-12-01", IncidentClass.CONCEPT_DRIFT)
-    assert _id_for(store, later) == "inc-existing"
+    assert _id_for(store, _shift("2013-10-13", "2013-12-01", now)) == "inc-existing"
 
 
 @pytest.mark.parametrize(
     ("existing", "later", "why"),
     [
         (
-            ("2013-11-10", "2013-11-17", "concept_drift", "open"),
-            ("2013-10-13", "2013-12-01", "data_fault"),
-            "another diagnosis",
+            ("2013-11-10", "2013-11-17", "upstream_failure", "at risk"),
+            ("2013-10-13", "2013-12-01", "concept_drift"),
+            "an at-risk incident has no shift of its own",
         ),
         (
             ("2013-09-01", "2013-09-15", "concept_drift", "open"),
@@ -123,6 +128,14 @@ def test_a_new_incident_otherwise(
     store: CorrmonStore, existing: tuple[str, str, str, str], later: tuple[str, str, str], why: str
 ) -> None:
     onset, end, classification, status = existing
-    _existing(store, onset, end, IncidentClass(classification), IncidentStatus(status))
+    at_risk = status == "at risk"
+    _existing(
+        store,
+        onset,
+        end,
+        IncidentClass(classification),
+        IncidentStatus.OPEN if at_risk else IncidentStatus(status),
+        detected=not at_risk,
+    )
     found = _id_for(store, _shift(later[0], later[1], IncidentClass(later[2])))
     assert found != "inc-existing", why

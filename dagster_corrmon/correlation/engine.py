@@ -263,7 +263,7 @@ def _incident_for(
     end_time = time_of[shift.end_partition]
     incident_id = f"inc-{short_id(model.name, model.metric, shift.onset_partition)}"
     for existing in store.list_incidents(model_asset=model.name):
-        if _same_episode(existing, model, result.classification, onset_time, end_time):
+        if _same_episode(existing, model, onset_time, end_time):
             incident_id = existing.id
             break
     explaining = result.explaining_causes
@@ -294,7 +294,6 @@ def _incident_for(
 def _same_episode(
     existing: Incident,
     model: MonitoredModel,
-    classification: IncidentClass,
     onset_time: datetime,
     end_time: datetime,
 ) -> bool:
@@ -302,10 +301,12 @@ def _same_episode(
 
     A shift that continues, or whose onset estimate moved a little (14 days), updates the active
     incident of the same model and metric rather than opening a new one. So does one whose onset
-    moved further, when the diagnosis is the same and the two windows overlap: a gradual drift is
-    dated earlier as more of it is seen (the demo's concept drift, first dated 11-10, was dated
-    10-13 four weeks later) — one episode, not two incidents. A different diagnosis over an
-    overlapping window stays a separate incident.
+    moved further while its window still overlaps the incident's: a gradual drift is dated
+    earlier as more of it is seen (the demo's concept drift, first dated 11-10, was dated 10-13
+    four weeks later), and one degradation of one metric is one incident, whose diagnosis is the
+    latest pass's — the diagnosis of a slow drift can change between passes, so it does not
+    decide identity. A provisional at-risk incident (no performance shift of its own, nothing
+    detected) only joins by the 14-day rule.
     """
     if (
         existing.metric != model.metric
@@ -315,12 +316,10 @@ def _same_episode(
         return False
     if abs(existing.onset_time - onset_time) <= timedelta(days=14):
         return True
+    if existing.detected_time is None:
+        return False
     existing_end = existing.window_end or existing.onset_time
-    return (
-        existing.classification == classification
-        and onset_time <= existing_end
-        and existing.onset_time <= end_time
-    )
+    return onset_time <= existing_end and existing.onset_time <= end_time
 
 
 def _affected_runs(  # noqa: PLR0917 — private helper, called once
