@@ -1,6 +1,9 @@
 """The wrappers around Dagster's non-public instance calls, on a real instance."""
 
+from typing import Any
+
 import dagster as dg
+import pytest
 
 from dagster_corrmon import instance_api
 
@@ -20,9 +23,38 @@ def test_check_executions_after_reads_only_what_is_new_across_pages() -> None:
     with dg.instance_for_test() as instance:
         for _ in range(5):
             assert dg.materialize([feed, feed_ok], instance=instance).success
-        everything = instance_api.check_executions_after(instance, key, after_id=0, page=2)
+        everything = instance_api.check_executions_after(
+            instance, key, after_id=0, first_page=1, max_page=2
+        )
         ids = [record.id for record in everything]
         assert len(ids) == 5 and ids == sorted(ids, reverse=True)  # newest first, all pages
-        newer = instance_api.check_executions_after(instance, key, after_id=ids[3], page=2)
+        newer = instance_api.check_executions_after(
+            instance, key, after_id=ids[3], first_page=1, max_page=2
+        )
         assert [record.id for record in newer] == ids[:3]
         assert instance_api.check_executions_after(instance, key, after_id=ids[0]) == []
+
+
+def test_check_executions_after_reads_one_small_page_when_one_execution_is_new(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A sensor tick that finds one new execution reads one page of two records, not a fixed
+    page of history; pages grow (doubling) only while every record read is new."""
+    key = dg.AssetCheckKey(dg.AssetKey("feed"), "feed_ok")
+    with dg.instance_for_test() as instance:
+        for _ in range(12):
+            assert dg.materialize([feed, feed_ok], instance=instance).success
+        storage = instance.event_log_storage
+        read = storage.get_asset_check_execution_history
+        limits: list[int] = []
+
+        def counted(check_key: dg.AssetCheckKey, limit: int, cursor: int | None = None) -> Any:
+            limits.append(limit)
+            return read(check_key, limit=limit, cursor=cursor)
+
+        monkeypatch.setattr(storage, "get_asset_check_execution_history", counted)
+        ids = [r.id for r in instance_api.check_executions_after(instance, key, after_id=0)]
+        assert len(ids) == 12 and limits == [2, 4, 8]  # 2 + 4 + 8 records cover all 12
+        limits.clear()
+        new = instance_api.check_executions_after(instance, key, after_id=ids[1])
+        assert [r.id for r in new] == ids[:1] and limits == [2]

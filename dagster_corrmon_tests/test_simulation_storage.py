@@ -89,14 +89,25 @@ def test_a_run_reuses_pooled_connections_and_closing_the_instance_releases_them(
         dg.materialize([numbers, numbers_ok], instance=instance, partition_key="2024-01-01")
         engine = storage.shared_engine(f"sqlite:///{events_db}")
         opened = _count_connects(engine)
-        result = dg.materialize(
-            [numbers, numbers_ok], instance=instance, partition_key="2024-01-02"
-        )
+        anywhere: list[object] = []  # any engine's, e.g. a throwaway one for a schema question
+
+        def count(*_args: object) -> None:
+            anywhere.append(1)
+
+        db.event.listen(db.Engine, "connect", count)
+        try:
+            result = dg.materialize(
+                [numbers, numbers_ok], instance=instance, partition_key="2024-01-02"
+            )
+        finally:
+            db.event.remove(db.Engine, "connect", count)
         assert result.success
-        # A run writes dozens of events; Dagster's own storage opens a connection for each.
+        # A run writes dozens of events; Dagster's own storage opens a connection for each, and
+        # asks on yet another whether the check table exists before each check event.
         written = len(instance.all_logs(result.run_id))
         assert written > 10
         assert len(opened) <= 1, f"{len(opened)} connections opened for {written} events"
+        assert len(anywhere) <= 1, f"{len(anywhere)} connections opened in all"
         assert engine.pool.checkedin() >= 1  # type: ignore[attr-defined]
     # The instance closed: its idle connections are closed too (no file handles left behind).
     assert engine.pool.checkedin() == 0  # type: ignore[attr-defined]
