@@ -8,6 +8,7 @@ Dagster's own provenance tags.
 """
 
 import datetime as dt
+import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,7 @@ from dagster_corrmon.pipeline import (
     training_partition_keys,
 )
 from dagster_corrmon.pipeline.builder import FEATURE_SOURCES, MATCH_RATE_PREFIX
+from dagster_corrmon.pipeline.features import FrameNote
 from dagster_corrmon.pipeline.sources import read_table
 from dagster_corrmon.pipeline.training import LABEL_COLUMN, label_frame
 
@@ -189,6 +191,23 @@ def test_code_versions_follow_the_spec_fragment_each_asset_implements() -> None:
 def test_split_feeds_share_one_read_of_their_file() -> None:
     spec = load_spec(SPEC_PATH)
     assert read_table(spec.source("schedule")) is read_table(spec.source("outcomes"))
+
+
+def test_a_frame_note_rides_along_without_being_copied() -> None:
+    """Lineage notes in ``DataFrame.attrs`` survive operations and pickling, read-only, and
+    pandas' per-operation deep copy of ``attrs`` hands back the same note."""
+    note = FrameNote({"dep_hour": [("schedule", "sched_dep_time")], "nested": {"a": [1]}})
+    frame = pd.DataFrame({"dep_hour": [5, 6]})
+    frame.attrs["lineage"] = note
+    assert frame["dep_hour"].attrs["lineage"] is note
+    assert frame.copy().attrs["lineage"] is note
+    assert note["dep_hour"] == (("schedule", "sched_dep_time"),)  # lists frozen to tuples
+    assert note["nested"]["a"] == (1,)
+    restored = pickle.loads(pickle.dumps(frame))
+    assert isinstance(restored.attrs["lineage"], FrameNote)
+    assert dict(restored.attrs["lineage"]) == dict(note)
+    with pytest.raises(TypeError):
+        note["dep_hour"] = ()  # type: ignore[index]
 
 
 # -- one materialized history -------------------------------------------------------------------

@@ -34,6 +34,7 @@ import pandas as pd
 from dagster_corrmon.errors import ConfigError, InputDataError
 from dagster_corrmon.pipeline.artifacts import ModelArtifact
 from dagster_corrmon.pipeline.features import (
+    FrameNote,
     build_features,
     feature_inputs,
     feature_sources,
@@ -499,7 +500,7 @@ def _features_asset(
             frame = transform(context.partition_key, frame)
         origins = joined_column_origins(spec, joined)
         sources = feature_sources(spec, origins)
-        frame.attrs[FEATURE_SOURCES_ATTR] = sources
+        frame.attrs[FEATURE_SOURCES_ATTR] = FrameNote(sources)
         metadata = _table_metadata(frame)
         metadata.update(_window_metadata(context))
         metadata["dagster/column_lineage"] = _lineage(

@@ -6,7 +6,7 @@ which is how a delayed weather batch shows up as a collapsed join match rate.
 """
 
 import ast
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -29,6 +29,50 @@ _MATCH_COLUMN = "__corrmon_match__"
 _FLOOR_FREQ = {"minute": "min", "hour": "h", "day": "D"}
 
 ColumnOrigin = tuple[str, str]  # (feed name, column name in that feed)
+
+
+class FrameNote(Mapping[str, Any]):
+    """A read-only ``DataFrame.attrs`` value that copies as itself.
+
+    pandas deep-copies a frame's ``attrs`` into the result of every operation, a column read
+    included: with a 25-column lineage dict that is ~0.1 ms per operation, a dozen times the
+    operation itself, and checks read every column. Nested lists become tuples, so nothing in a
+    note can change after it is attached; it pickles as a plain value.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, Any]) -> None:
+        self._items = {str(k): _frozen(v) for k, v in items.items()}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"FrameNote({self._items!r})"
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "FrameNote":
+        return self
+
+    def __copy__(self) -> "FrameNote":
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrameNote, (self._items,))
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, Mapping):
+        return FrameNote(value)
+    return value
 
 
 def column_of(frame: pd.DataFrame, name: str) -> pd.Series:
@@ -122,7 +166,7 @@ def join_feeds(
     key = [c for c in spec.row_key if c in joined.columns]
     duplicate_keys = int(joined.duplicated(key).sum()) if key and len(joined) else 0
     origins = {c: o for c, o in origins.items() if c in joined.columns}
-    joined.attrs[ORIGINS_ATTR] = dict(origins)
+    joined.attrs[ORIGINS_ATTR] = FrameNote(origins)
     report = JoinReport(
         rows=len(joined),
         match_rates=match_rates,
