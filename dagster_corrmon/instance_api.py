@@ -105,6 +105,20 @@ def materializations_after(
     return [_to_record(record) for record in result.records]
 
 
+def materialized_partitions(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions: Iterable[str]
+) -> set[str]:
+    """Which of ``partitions`` of an asset have been materialized at least once: one query
+    (latest storage id per partition, restricted to these partitions), whatever the history."""
+    wanted = set(partitions)
+    if not wanted:
+        return set()
+    latest = instance.event_log_storage.get_latest_storage_id_by_partition(
+        asset_key, dg.DagsterEventType.ASSET_MATERIALIZATION, partitions=wanted
+    )
+    return set(latest) & wanted
+
+
 def latest_materialization(
     instance: dg.DagsterInstance, asset_key: dg.AssetKey, *, partition: str | None = None
 ) -> MaterializationRecord | None:

@@ -58,3 +58,22 @@ def test_check_executions_after_reads_one_small_page_when_one_execution_is_new(
         limits.clear()
         new = instance_api.check_executions_after(instance, key, after_id=ids[1])
         assert [r.id for r in new] == ids[:1] and limits == [2]
+
+
+DAYS = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-01-10")
+
+
+@dg.asset(partitions_def=DAYS)
+def daily() -> int:
+    return 1
+
+
+def test_materialized_partitions_answers_for_exactly_the_partitions_asked() -> None:
+    with dg.instance_for_test() as instance:
+        for day in ["2024-01-02"] * 5 + ["2024-01-03", "2024-01-05"]:
+            assert dg.materialize([daily], instance=instance, partition_key=day).success
+        asked = ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"]
+        found = instance_api.materialized_partitions(instance, daily.key, asked)
+        # Five materializations of one partition do not hide another; 01-05 was not asked.
+        assert found == {"2024-01-02", "2024-01-03"}
+        assert instance_api.materialized_partitions(instance, daily.key, []) == set()

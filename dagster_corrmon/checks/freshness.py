@@ -50,7 +50,7 @@ from dagster_corrmon.checks._common import (
 from dagster_corrmon.checks._plan import CheckCall, CheckPlan, check_definitions
 from dagster_corrmon.core.signal import Severity, Signal, SignalKind
 from dagster_corrmon.errors import ConfigError
-from dagster_corrmon.instance_api import materializations_after, run_tags
+from dagster_corrmon.instance_api import materializations_after, materialized_partitions, run_tags
 from dagster_corrmon.resource import DEFAULT_RESOURCE_KEY, MaterializationTags, partition_window
 
 FACTORY = "build_freshness_checks"
@@ -383,13 +383,9 @@ def _missing_before(
         cursor = previous.start
     if not earlier:
         return []
-    # One indexed lookup per partition: a partition re-materialized many times cannot crowd
-    # another out of a shared page.
-    return sorted(
-        key
-        for key in earlier
-        if not materializations_after(instance, asset_key, partitions=[key], limit=1)
-    )
+    # One query for the latest materialization of each of these partitions: a partition
+    # re-materialized many times cannot crowd another out, and the cost does not grow with history.
+    return sorted(set(earlier) - materialized_partitions(instance, asset_key, earlier))
 
 
 def _human(delta: timedelta) -> str:
