@@ -39,6 +39,7 @@ from dagster_corrmon.core.incident import Incident, IncidentClass, IncidentStatu
 from dagster_corrmon.core.profile import build_reference_profile
 from dagster_corrmon.core.signal import Severity, Signal, SignalKind
 from dagster_corrmon.errors import ConfigError
+from dagster_corrmon.resource import CorrmonResource
 from dagster_corrmon.store import CorrmonStore
 
 daily = dg.DailyPartitionsDefinition(start_date="2024-01-01")
@@ -559,3 +560,37 @@ def test_resource_defaults_to_the_store_default(
     explicit = CorrmonResource(database_url=f"sqlite:///{tmp_path}/x.db")
     assert explicit.get_store().database_url.endswith("/x.db")
     store.close()
+
+
+# ----------------------------------------------------------------------------- schema over time
+
+_READINGS: dict[str, pd.DataFrame] = {}
+
+
+@dg.asset(partitions_def=daily)
+def readings(context: dg.AssetExecutionContext) -> pd.DataFrame:
+    return _READINGS[context.partition_key]
+
+
+def test_a_rename_is_recognised_against_the_columns_latest_observation(tmp_path: Path) -> None:
+    """The contract was recorded when ``temp`` read ~0; it then moved to ~40 before being
+    renamed ``temperature``. Only the observations since the contract (read from the store when
+    a removed and an added column could be a rename) identify the new name as the old column."""
+    rng = np.random.default_rng(7)
+    days = [f"2024-01-0{d}" for d in range(1, 6)]
+    for index, day in enumerate(days):
+        temp = rng.normal(0.0 if index == 0 else 40.0, 1.0, 400)
+        name = "temperature" if day == days[-1] else "temp"
+        _READINGS[day] = pd.DataFrame({name: temp, "wind": rng.gamma(4, 3, 400)})
+    checks = build_schema_contract_checks(assets=[readings], partitions_def=daily)
+    resources = {"corrmon": CorrmonResource(database_url=f"sqlite:///{tmp_path / 's.db'}")}
+    with dg.instance_for_test() as instance:
+        for day in days:
+            result = dg.materialize(
+                [readings, *checks], instance=instance, partition_key=day, resources=resources
+            )
+        (evaluation,) = result.get_asset_check_evaluations()
+    diff = evaluation.metadata[md.SCHEMA_DIFF].value
+    assert isinstance(diff, dict)
+    assert [(r["from"], r["to"]) for r in diff["renamed"]] == [("temp", "temperature")]
+    assert diff["removed"] == [] and diff["added"] == []

@@ -393,16 +393,20 @@ def _judge_schema(
         agreed = recorded.metadata["columns"]
         known_sketches.update(recorded.metadata.get("sketches", {}))
         contract_source = f"recorded at partition {recorded.partition or '-'}"
-    # The most recent observation of a column identifies it best (values drift over months).
-    previous = store.read_signals(
-        asset_key=tags.asset_key,
-        name=observation_signal_name(check_name),
-        kind=SignalKind.SCHEMA_CHANGE,
-        start=tags.event_time - lookback,
-        end=tags.event_time,
-    )
-    for signal in previous:
-        known_sketches.update(signal.metadata.get("sketches", {}))
+    # Only a removed column next to an added one can be a rename, and only then are the old
+    # column's values needed: the most recent observation of it identifies it best (values
+    # drift over months). Reading the lookback's observations (each with every column's
+    # sketch) on every materialization was most of this check's time on a long history.
+    if set(agreed) - set(observed) and set(observed) - set(agreed):
+        previous = store.read_signals(
+            asset_key=tags.asset_key,
+            name=observation_signal_name(check_name),
+            kind=SignalKind.SCHEMA_CHANGE,
+            start=tags.event_time - lookback,
+            end=tags.event_time,
+        )
+        for signal in previous:
+            known_sketches.update(signal.metadata.get("sketches", {}))
     diff = diff_schema(
         agreed,
         observed,
