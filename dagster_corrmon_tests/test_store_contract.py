@@ -359,6 +359,11 @@ def test_signal_and_metadata_round_trip(store: CorrmonStore) -> None:
     (stored,) = store.read_signals()
     assert stored == signal
     assert stored.idempotency_key == signal.idempotency_key
+    # Rows are decoded without Signal's constructor: the members and forms are still its own.
+    assert stored.kind is SignalKind.DRIFT and stored.severity is Severity.WARN
+    assert stored.event_time.tzinfo is UTC and stored.observed_at is not None
+    assert stored.observed_at.tzinfo is UTC
+    assert type(stored.value) is float and stored.passed is False
 
 
 def test_numpy_scalars_in_metadata_become_plain_python(store: CorrmonStore) -> None:

@@ -344,7 +344,8 @@ class CorrmonStore:
                 raise ConfigError(f"read_signals: limit must be >= 0, got {limit}")
             query = query.limit(limit)
         with self._errors("read signals"), self._engine.connect() as connection:
-            return [_signal_from_row(row) for row in connection.execute(query)]
+            rows = connection.execute(query)
+            return [_signal_from_row(row, with_metadata=with_metadata) for row in rows]
 
     def read_signal_points(
         self,
@@ -900,26 +901,38 @@ def _signal_row(signal: Signal, *, key: str, now: datetime) -> dict[str, Any]:
     )
 
 
-def _signal_from_row(row: sa.Row[Any]) -> Signal:
-    signal = Signal(
-        kind=SignalKind(row.kind),
+_KINDS = {kind.value: kind for kind in SignalKind}
+_SEVERITIES = {severity.value: severity for severity in Severity}
+
+
+def _signal_from_row(row: sa.Row[Any], *, with_metadata: bool = True) -> Signal:
+    """A stored signal, built without re-running :class:`Signal`'s conversions.
+
+    Every row was written from a ``Signal`` (its kind, severity, value and flag already
+    normalised; times come back aware UTC from :class:`~.schema.UTCDateTime`), so only enum
+    members are mapped back. The
+    correlation job reads tens of thousands of rows a pass; the dataclass constructor and its
+    ``__post_init__`` were half of that. The stored idempotency key is kept (no re-hashing).
+    """
+    signal = object.__new__(Signal)
+    signal.__dict__.update(
+        kind=_KINDS.get(row.kind) or SignalKind(row.kind),
         asset_key=row.asset_key,
         name=row.name,
-        event_time=row.event_time,
+        event_time=row.event_time,  # UTCDateTime: aware UTC on every dialect
         observed_at=row.observed_at,
-        value=row.value,
-        passed=row.passed,
-        severity=Severity(row.severity),
+        value=None if row.value is None else float(row.value),
+        passed=None if row.passed is None else bool(row.passed),
+        severity=_SEVERITIES.get(row.severity) or Severity(row.severity),
         partition=row.partition_key,
         column=row.column_name,
         run_id=row.run_id,
         data_version=row.data_version,
         code_version=row.code_version,
         source=row.source,
-        metadata=row.metadata_json if "metadata_json" in row._fields else {},
+        metadata=row.metadata_json if with_metadata else {},
+        idempotency_key=row.idempotency_key,
     )
-    # The key it was stored under (what the property would compute): no re-hashing on reads.
-    signal.__dict__["idempotency_key"] = row.idempotency_key
     return signal
 
 
