@@ -80,3 +80,83 @@ def test_a_rollback_to_an_earlier_code_version_is_not_a_candidate() -> None:
         (SignalKind.CODE_VERSION_CHANGE, "2013-01-13"),
         (SignalKind.CODE_VERSION_CHANGE, "2013-02-03"),
     ]
+
+
+def test_the_engines_narrow_read_gives_the_candidates_of_every_stored_signal() -> None:
+    """The correlation job reads only what candidate building can use (no passed events, no
+    metadata but where it is read); the candidates are those of all the stored signals."""
+    from dagster_corrmon.correlation.engine import (
+        _upstream_signals,  # pyright: ignore[reportPrivateUsage]
+    )
+    from dagster_corrmon.correlation.gather import build_candidates
+    from dagster_corrmon.store import CorrmonStore
+
+    days = [f"2013-01-{d:02d}" for d in range(1, 15)]
+    points = MetricPoints(partitions=tuple(days), times=tuple(_time(d) for d in days))
+    signals: list[Signal] = []
+    for index, day in enumerate(days):
+        broken = index >= 9
+        at = {"asset_key": "raw_weather", "event_time": _time(day), "partition": day}
+        signals += [
+            Signal(
+                kind=SignalKind.DATA_QUALITY,
+                name="null_fraction",
+                column="temp",
+                value=0.5 * broken,
+                passed=not broken,
+                **at,
+            ),
+            Signal(
+                kind=SignalKind.DRIFT,
+                name="drift",
+                column="temp",
+                value=0.1 + broken,
+                passed=not broken,
+                metadata={"importance": 0.3},
+                **at,
+            ),
+            Signal(
+                kind=SignalKind.SCHEMA_CHANGE,
+                name="schema_observation",
+                passed=True,
+                metadata={"big": 1},
+                **at,
+            ),
+            Signal(
+                kind=SignalKind.FRESHNESS,
+                name="partition_arrival",
+                passed=index != 4,
+                severity=Severity.INFO if index != 4 else Severity.ERROR,
+                **at,
+            ),
+            Signal(kind=SignalKind.METRIC, name="rows", value=float(index), **at),
+        ]
+        if index == 11:
+            signals += [
+                Signal(
+                    kind=SignalKind.SCHEMA_CHANGE,
+                    name="column_removed",
+                    column="wind",
+                    passed=False,
+                    severity=Severity.ERROR,
+                    **at,
+                ),
+                Signal(
+                    kind=SignalKind.CODE_VERSION_CHANGE,
+                    name="code_version",
+                    passed=False,
+                    code_version="v2",
+                    metadata={"previous": "v1"},
+                    **at,
+                ),
+            ]
+    store = CorrmonStore("sqlite://")
+    store.write_signals(signals)
+    start = _time(days[0]) - timedelta(days=1)
+    narrow = _upstream_signals(store, ["raw_weather"], start=start)
+    everything = store.read_signals(asset_keys=["raw_weather"], start=start)
+    assert len(narrow) < len(everything)
+    distances = {"raw_weather": 2}
+    expected = build_candidates(everything, points=points, distances=distances)
+    assert build_candidates(narrow, points=points, distances=distances) == expected
+    assert {type(c).__name__ for c in expected} == {"CandidateSeries", "CandidateEvent"}

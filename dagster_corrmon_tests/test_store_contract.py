@@ -296,6 +296,20 @@ def test_reads_by_kinds_and_without_metadata(store: CorrmonStore) -> None:
     assert full == written
 
 
+def test_reads_can_leave_out_what_passed(store: CorrmonStore) -> None:
+    store.write_signals(
+        [
+            metric(1, passed=True),
+            metric(2, passed=False),
+            metric(3, passed=None),
+            metric(4, passed=True),
+        ]
+    )
+    kept = store.read_signals(exclude_passed=True)
+    assert [(s.partition, s.passed) for s in kept] == [("2024-03-03", False), ("2024-03-04", None)]
+    assert [s.partition for s in store.read_signals()] == [f"2024-03-0{d}" for d in range(2, 6)]
+
+
 def test_get_signals_by_keys(store: CorrmonStore) -> None:
     signals = [metric(day) for day in range(4)]
     store.write_signals(signals)

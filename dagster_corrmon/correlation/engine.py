@@ -36,6 +36,8 @@ from dagster_corrmon.core.lineage import (
 )
 from dagster_corrmon.core.signal import Severity, Signal, SignalKind
 from dagster_corrmon.correlation.gather import (
+    EVENT_KINDS,
+    SERIES_KINDS,
     MetricPoints,
     build_candidates,
     build_metric_series,
@@ -519,15 +521,24 @@ _KINDS_WITH_USED_METADATA = frozenset({SignalKind.DRIFT, SignalKind.CODE_VERSION
 def _upstream_signals(
     store: CorrmonStore, assets: Sequence[str], *, start: datetime
 ) -> list[Signal]:
-    """Every signal on ``assets`` since ``start``: tens of thousands over a lookback window, so
-    metadata is decoded only where candidate building reads it."""
+    """The signals on ``assets`` since ``start`` that candidate building can use: tens of
+    thousands over a lookback window, so metadata is decoded only where it is read, and events
+    that passed (a schema observation that matched, a fresh partition) are left in the store —
+    only a failed or unjudged event can be a cause (:func:`build_candidates`)."""
     return [
         *store.read_signals(asset_keys=assets, start=start, kinds=_KINDS_WITH_USED_METADATA),
         *store.read_signals(
             asset_keys=assets,
             start=start,
-            kinds=set(SignalKind) - _KINDS_WITH_USED_METADATA,
+            kinds=SERIES_KINDS - _KINDS_WITH_USED_METADATA,
             with_metadata=False,
+        ),
+        *store.read_signals(
+            asset_keys=assets,
+            start=start,
+            kinds=EVENT_KINDS - _KINDS_WITH_USED_METADATA,
+            with_metadata=False,
+            exclude_passed=True,
         ),
     ]
 

@@ -313,6 +313,7 @@ class CorrmonStore:
         kinds: Collection[SignalKind | str] | None = None,
         limit: int | None = None,
         with_metadata: bool = True,
+        exclude_passed: bool = False,
     ) -> list[Signal]:
         """Signals matching every given filter, ordered by ``event_time`` (then write order).
 
@@ -322,6 +323,7 @@ class CorrmonStore:
 
         ``with_metadata=False`` leaves each signal's metadata empty instead of decoding its JSON —
         for bulk reads that use values, times and versions only (decoding is most of their cost).
+        ``exclude_passed=True`` leaves out signals that passed (keeps failed and unjudged ones).
         """
         table = schema.signals
         conditions = self._signal_filters(
@@ -337,6 +339,8 @@ class CorrmonStore:
         )
         if conditions is None:
             return []
+        if exclude_passed:
+            conditions.append(sa.or_(table.c.passed.is_(None), table.c.passed.is_(sa.false())))
         columns = [c for c in table.c if with_metadata or c.name != "metadata_json"]
         query = sa.select(*columns).where(*conditions).order_by(table.c.event_time, table.c.id)
         if limit is not None:
