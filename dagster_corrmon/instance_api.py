@@ -134,11 +134,16 @@ def latest_materialization(
 
 
 def all_materializations(
-    instance: dg.DagsterInstance, asset_key: dg.AssetKey, *, page_size: int = 1000
+    instance: dg.DagsterInstance,
+    asset_key: dg.AssetKey,
+    *,
+    from_storage_id: int | None = None,
+    page_size: int = 1000,
 ) -> list[MaterializationRecord]:
-    """Every materialization of an asset, oldest first, read page by page."""
+    """Every materialization of an asset (from ``from_storage_id`` on, inclusive), oldest
+    first, read page by page."""
     records: list[MaterializationRecord] = []
-    after: int | None = None
+    after = None if from_storage_id is None else from_storage_id - 1
     while True:
         page = materializations_after(instance, asset_key, after_storage_id=after, limit=page_size)
         records.extend(page)
