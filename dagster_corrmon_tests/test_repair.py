@@ -1,10 +1,16 @@
-"""Restoring a suspect column: undo monotone corruption, keep rows, refuse when values are gone."""
+"""Restoring a suspect column: undo monotone corruption, keep rows, refuse when values are gone;
+and reading the stored partitions a repair test re-scores."""
 
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
 import numpy as np
 import pandas as pd
+import pytest
 from scipy import stats
 
-from dagster_corrmon.pipeline.repair import restore_column
+from dagster_corrmon.pipeline.repair import load_partitions, restore_column
 
 
 def test_quantile_mapping_undoes_a_unit_change_and_keeps_the_row_order() -> None:
@@ -32,3 +38,45 @@ def test_no_verdict_when_most_values_are_missing_and_categories_are_redrawn() ->
     assert (
         pd.Series(redrawn)[categories != "__NEW__"] == categories[categories != "__NEW__"]
     ).all()
+
+
+DAYS = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-01-10")
+
+
+@dg.asset(partitions_def=DAYS)
+def daily_frame(context: dg.AssetExecutionContext) -> pd.DataFrame:
+    return pd.DataFrame({"day": [context.partition_key], "value": [len(context.partition_key)]})
+
+
+def test_load_partitions_reads_each_contiguous_run_once_and_skips_what_was_never_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = DAYS.get_partition_keys()
+    order = {key: index for index, key in enumerate(keys)}
+    stored = [k for k in keys if k not in ("2024-01-04", "2024-01-08")]
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        for day in stored:
+            assert dg.materialize([daily_frame], instance=instance, partition_key=day).success
+        defs = dg.Definitions(assets=[daily_frame])
+        calls: list[str | dg.PartitionKeyRange | None] = []
+        read = dg.AssetValueLoader.load_asset_value
+
+        def counted(self: dg.AssetValueLoader, key: Any, **kwargs: Any) -> object:
+            calls.append(kwargs.get("partition_key_range") or kwargs.get("partition_key"))
+            return read(self, key, **kwargs)
+
+        monkeypatch.setattr(dg.AssetValueLoader, "load_asset_value", counted)
+        with defs.get_asset_value_loader(instance) as loader:
+            wanted = keys[:7]  # 01-01 .. 01-07; 01-04 was never materialized
+            found = load_partitions(loader, instance, daily_frame.key, wanted, order)
+            assert sorted(found) == [k for k in wanted if k in stored]
+            for day, frame in found.items():
+                assert isinstance(frame, pd.DataFrame) and frame["day"].tolist() == [day]
+            # Two range reads (01-01..01-03 and 01-05..01-07), nothing for the missing day.
+            assert calls == [
+                dg.PartitionKeyRange("2024-01-01", "2024-01-03"),
+                dg.PartitionKeyRange("2024-01-05", "2024-01-07"),
+            ]
+            calls.clear()
+            single = load_partitions(loader, instance, daily_frame.key, ["2024-01-09"], order)
+            assert list(single) == ["2024-01-09"] and calls == ["2024-01-09"]

@@ -10,7 +10,7 @@ drift), does not.
 
 import contextlib
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import dagster as dg
 import numpy as np
@@ -24,6 +24,7 @@ from dagster_corrmon.core.attribution import (
     RepairRequest,
 )
 from dagster_corrmon.core.metrics import METRICS
+from dagster_corrmon.instance_api import materialized_partitions
 from dagster_corrmon.pipeline.artifacts import ModelArtifact
 from dagster_corrmon.pipeline.builder import LABEL, SCORE, PipelineKeys, pipeline_keys
 from dagster_corrmon.pipeline.spec import PipelineSpec
@@ -120,12 +121,6 @@ def build_repair_provider(
 
         loaders: list[dg.AssetValueLoader] = []  # open while a repair request runs
 
-        def load(key: dg.AssetKey, partition: str | None) -> object:
-            # Dagster's loader logs a DEBUG line per partition to a console handler it creates
-            # on the spot; the repair test loads dozens of partitions per correlation run.
-            with contextlib.redirect_stderr(io.StringIO()):
-                return loaders[-1].load_asset_value(key, partition_key=partition)
-
         loaded: list[ModelArtifact | None] = []
 
         def stored_model() -> ModelArtifact | None:
@@ -133,7 +128,8 @@ def build_repair_provider(
             # for none, and unpickling the model is most of what a provider call costs.
             if not loaded:
                 try:
-                    artifact = load(keys.model, None)
+                    with contextlib.redirect_stderr(io.StringIO()):  # the loader's DEBUG line
+                        artifact = loaders[-1].load_asset_value(keys.model)
                 except Exception:  # noqa: BLE001 — no model stored yet: no repair test possible
                     artifact = None
                 loaded.append(artifact if isinstance(artifact, ModelArtifact) else None)
@@ -143,17 +139,21 @@ def build_repair_provider(
         cache: dict[str, pd.DataFrame | None] = {}
 
         def labelled(partition: str) -> pd.DataFrame | None:
-            # Every candidate's repair re-scores the same partitions: load each one once.
+            # Every candidate's repair re-scores the same partitions: each is loaded once.
             if partition not in cache:
-                cache[partition] = _load_labelled(partition)
-            return cache[partition]
+                prefetch([partition])
+            return cache.get(partition)
 
-        def _load_labelled(partition: str) -> pd.DataFrame | None:
-            try:
-                features = load(keys.features, partition)
-                evaluation = load(keys.evaluation, partition)
-            except Exception:  # noqa: BLE001 — a partition that never materialized
-                return None
+        def prefetch(partitions: Sequence[str]) -> None:
+            wanted = [p for p in dict.fromkeys(partitions) if p in order and p not in cache]
+            if not wanted:
+                return
+            features = load_partitions(loaders[-1], instance, keys.features, wanted, order)
+            evaluation = load_partitions(loaders[-1], instance, keys.evaluation, wanted, order)
+            for partition in wanted:
+                cache[partition] = _merge_labels(features.get(partition), evaluation.get(partition))
+
+        def _merge_labels(features: object, evaluation: object) -> pd.DataFrame | None:
             if not isinstance(features, pd.DataFrame) or not isinstance(evaluation, pd.DataFrame):
                 return None
             merged = features.merge(
@@ -195,6 +195,7 @@ def build_repair_provider(
             if onset is None:
                 return None
             good_keys = [k for k in partition_keys[max(0, onset - GOOD_PARTITIONS) : onset]]
+            prefetch([*good_keys, *request.partitions])
             donors = [f for f in (labelled(k) for k in good_keys) if f is not None and len(f)]
             degraded = [f for f in (labelled(k) for k in request.partitions) if f is not None]
             degraded = [f for f in degraded if len(f)]
@@ -222,4 +223,54 @@ def build_repair_provider(
     return provider
 
 
-__all__ = ["SCORE", "build_repair_provider", "columns_to_restore"]
+def load_partitions(
+    loader: dg.AssetValueLoader,
+    instance: dg.DagsterInstance,
+    key: dg.AssetKey,
+    partitions: Sequence[str],
+    order: Mapping[str, int],
+) -> dict[str, object]:
+    """``{partition: stored value}`` of ``key``, absent where nothing was materialized.
+
+    Each contiguous run of materialized ``partitions`` (in ``order``) is one range read:
+    Dagster's value loader builds an input and an output context per call, and each builds a
+    throwaway ephemeral instance (~0.1 s a call), so a week of partitions read one by one costs
+    most of a repair test. An IO manager that does not return ``{partition: value}`` for a
+    range is read one partition at a time.
+    """
+    found: dict[str, object] = {}
+    stored = materialized_partitions(instance, key, [p for p in partitions if p in order])
+    ordered = sorted(stored, key=order.__getitem__)
+    # Dagster's loader logs a DEBUG line per load to a console handler it creates on the spot.
+    with contextlib.redirect_stderr(io.StringIO()):
+        for run in _contiguous_runs(ordered, order):
+            if len(run) > 1:
+                try:
+                    values = loader.load_asset_value(
+                        key, partition_key_range=dg.PartitionKeyRange(run[0], run[-1])
+                    )
+                except Exception:  # noqa: BLE001 — the IO manager cannot read ranges
+                    values = None
+                if isinstance(values, Mapping) and all(p in values for p in run):
+                    found.update({p: values[p] for p in run})
+                    continue
+            for partition in run:
+                try:
+                    found[partition] = loader.load_asset_value(key, partition_key=partition)
+                except Exception:  # noqa: BLE001 — materialized, but its value is gone
+                    continue
+    return found
+
+
+def _contiguous_runs(partitions: Sequence[str], order: Mapping[str, int]) -> list[list[str]]:
+    """``partitions`` (in order) split where a partition between them is left out."""
+    runs: list[list[str]] = []
+    for partition in partitions:
+        if runs and order[partition] == order[runs[-1][-1]] + 1:
+            runs[-1].append(partition)
+        else:
+            runs.append([partition])
+    return runs
+
+
+__all__ = ["SCORE", "build_repair_provider", "columns_to_restore", "load_partitions"]
