@@ -459,3 +459,22 @@ def test_flights_definitions_attach_the_corrmon_checks() -> None:
     assert ("features", "corrmon_schema_contract") in job_checks("flights_training_inputs")
     assert ("features", "corrmon_drift") in job_checks("flights_score")
     assert ("evaluation", "corrmon_model_performance") in job_checks("flights_label")
+
+
+def test_the_specs_min_change_and_limits_reach_the_model_evaluation_check() -> None:
+    from dagster_corrmon.pipeline.monitoring import build_pipeline_checks
+
+    spec = load_spec(SPEC_PATH)
+    monitoring = spec.monitoring.model_copy(
+        update={"min_change": {"latency_p95": 50.0}, "limits": {"roc_auc": 0.6}}
+    )
+    spec = spec.model_copy(update={"monitoring": monitoring})
+    descriptions = {
+        key.name: check.get_spec_for_check_key(key).description
+        for check in build_pipeline_checks(spec)
+        for key in check.check_keys
+        if key.asset_key.to_user_string() == "evaluation"
+    }
+    described = descriptions["corrmon_model_performance"] or ""
+    assert "Changes smaller than these pass: latency_p95 50." in described
+    assert "Hard limits: roc_auc 0.6." in described

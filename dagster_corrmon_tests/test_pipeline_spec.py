@@ -240,3 +240,19 @@ def test_categories_are_stable_strings_across_dtypes() -> None:
     assert list(as_int) == ["3", "4", "3"]
     assert list(as_float) == ["3", None, "4"]
     assert list(as_category_strings(pd.Series(["UA", None, "AA"]))) == ["UA", None, "AA"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [("{latency_p50: 5}", "'latency_p50' is not an evaluated metric"), ("{roc_auc: -1}", ">= 0")],
+)
+def test_min_change_names_an_evaluated_metric(tmp_path: Path, change: str, message: str) -> None:
+    text = MINIMAL + f"monitoring:\n  min_change: {change}\n"
+    with pytest.raises(SpecError) as caught:
+        load_spec(_write(tmp_path, text))
+    (problem,) = caught.value.problems
+    assert problem[0].startswith("monitoring.min_change")
+    assert problem[1] == _line_of(text, "min_change:")
+    assert message in problem[2]
+    spec = load_spec(_write(tmp_path, MINIMAL + "monitoring:\n  min_change: {latency_p95: 50}\n"))
+    assert spec.monitoring.min_change == {"latency_p95": 50.0}

@@ -217,13 +217,20 @@ def build_model_evaluation_checks(
     def judge(frame: pd.DataFrame, tags: MaterializationTags, corrmon: CorrmonResource):
         return judge_performance(frame, tags=tags, corrmon=corrmon, settings=settings)
 
+    description = (
+        f"{task.capitalize()} performance ({', '.join(selected)}) with "
+        f"{confidence:.0%} bootstrap intervals, against each metric's adaptive baseline."
+    )
+    if settings.min_change:
+        smallest = ", ".join(f"{name} {value:g}" for name, value in settings.min_change.items())
+        description += f" Changes smaller than these pass: {smallest}."
+    if settings.limits:
+        bounds = ", ".join(f"{name} {value:g}" for name, value in settings.limits.items())
+        description += f" Hard limits: {bounds}."
     plan = frame_plan(
         target,
         name=check_name,
-        description=(
-            f"{task.capitalize()} performance ({', '.join(selected)}) with "
-            f"{confidence:.0%} bootstrap intervals, against each metric's adaptive baseline."
-        ),
+        description=description,
         kind=SignalKind.METRIC,
         judge=judge,
         resource_key=resource_key,

@@ -95,6 +95,7 @@ def build_pipeline_checks(spec: PipelineSpec) -> Sequence[dg.AssetChecksDefiniti
             n_resamples=monitoring.n_resamples,
             seed=spec.training.seed,
             limits=dict(monitoring.limits) or None,
+            min_change=dict(monitoring.min_change) or None,
             incident_assets=[keys.model],
             partitions_def=partitions_def,
             resource_key=resource_key,

@@ -437,6 +437,12 @@ class MonitoringSpec(SpecModel):
     limits: dict[str, float] = Field(
         default_factory=dict, description="metric -> hard floor (or ceiling if lower is better)."
     )
+    min_change: dict[str, float] = Field(
+        default_factory=dict,
+        description="metric -> smallest change from its baseline worth failing for, in the "
+        "metric's unit (e.g. latency_p95: 50 for 50 ms): smaller moves pass however unusual. "
+        "For wall-clock serving metrics, whose scheduler noise is not a model problem.",
+    )
     bundle_checks: bool = Field(
         default=True,
         description="Run each asset's checks in one step (same checks and results, far fewer "
@@ -630,6 +636,16 @@ class PipelineSpec(SpecModel):
                 yield SpecProblem(
                     ("monitoring", "limits", metric),
                     f"unknown {self.target.task} metric {metric!r}",
+                )
+        for metric, change in self.monitoring.min_change.items():
+            if metric not in self.metrics:
+                yield SpecProblem(
+                    ("monitoring", "min_change", metric),
+                    f"{metric!r} is not an evaluated metric (evaluated: {', '.join(self.metrics)})",
+                )
+            elif change < 0:
+                yield SpecProblem(
+                    ("monitoring", "min_change", metric), f"must be >= 0, got {change}"
                 )
         window = self.partitioning
         if not (window.start <= self.training.start and self.training.end <= window.end):
