@@ -5,6 +5,8 @@ in the third: the failed run is recorded, the correlation sensor turns it into a
 signal on the feed, correlation jobs run, and the report holds every documented key.
 """
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -53,8 +55,21 @@ def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("simulate")
     scenario = folder / "smoke.yaml"
     scenario.write_text(SCENARIO)
-    main(["simulate", str(scenario), "--out", str(folder / "out")])  # exits only on error
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+        main(["simulate", str(scenario), "--out", str(folder / "out")])  # exits only on error
+    (folder / "out" / "printed.txt").write_text(printed.getvalue())
     return folder / "out"
+
+
+def test_an_injected_failure_is_one_progress_line_not_a_traceback(simulated: Path) -> None:
+    printed = (simulated / "printed.txt").read_text()
+    failed = [line for line in printed.splitlines() if "failed (run " in line]
+    assert len(failed) == 1, printed
+    assert "2013-02-03: smoke_score failed" in failed[0]
+    assert "step raw_weather: " in failed[0]
+    assert "InjectedFailure: weather_down: injected upstream failure" in failed[0]
+    assert "Traceback" not in printed and "Stack Trace" not in printed
 
 
 def test_report_has_the_documented_shape(simulated: Path) -> None:

@@ -50,8 +50,10 @@ from dagster_corrmon.scenarios.spec import ScenarioSpec
 from dagster_corrmon.store import CorrmonStore
 
 REPORT_VERSION = 1
-# Keep Dagster's per-event console log out of the simulator's progress output.
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Keep Dagster's console log out of the simulator's progress output: a failed run is reported
+# there in one line (:func:`failure_summary`), not with Dagster's traceback — most failures in a
+# scenario are injected on purpose. Everything stays in the event log, for the UI.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 SENSOR_NAME = "corrmon_correlation_sensor"
 
 
@@ -232,6 +234,10 @@ def simulate(
                 state.failed_runs.append(
                     {"job": job, "partition": partition, "run_id": result.run_id}
                 )
+                progress(
+                    f"  {partition or '-'}: {job} failed (run {result.run_id[:8]}): "
+                    f"{failure_summary(result)}"
+                )
             return result.success
 
         name = spec.name
@@ -270,7 +276,9 @@ def simulate(
             for labelled in label_due.pop(index, []):
                 if labelled not in unscored:  # nothing was predicted there: nothing to label
                     run(f"{name}_label", labelled)
-            cursor = _correlate(pipeline_defs(day), instance, resource, cursor, state)
+            cursor = _correlate(
+                pipeline_defs(day), instance, resource, cursor, state, progress=progress
+            )
             retrain_requests, _ = _tick(pipeline_defs(day), RETRAIN_SENSOR_NAME, instance, resource)
             for request in retrain_requests:
                 window = spec.retraining.window_partitions or len(training_keys)
@@ -294,7 +302,9 @@ def simulate(
             for labelled in label_due[pending]:
                 if labelled not in unscored:
                     run(f"{name}_label", labelled)
-        cursor = _correlate(pipeline_defs(None), instance, resource, cursor, state)
+        cursor = _correlate(
+            pipeline_defs(None), instance, resource, cursor, state, progress=progress
+        )
         report = build_report(
             spec=spec,
             store=store,
@@ -455,6 +465,8 @@ def _correlate(
     resource: CorrmonResource,
     cursor: str | None,
     state: _State,
+    *,
+    progress: Callable[[str], None],
 ) -> str | None:
     requests, cursor = _tick(defs, SENSOR_NAME, instance, resource, cursor)
     job = defs.resolve_job_def(CORRELATION_JOB_NAME)
@@ -468,7 +480,24 @@ def _correlate(
         )
         stop_if_interrupted(result)
         state.correlation_runs += 1
+        if not result.success:
+            progress(f"  correlation failed (run {result.run_id[:8]}): {failure_summary(result)}")
     return cursor
+
+
+def failure_summary(result: dg.ExecuteInProcessResult) -> str:
+    """The first failed step and its error, in one line (the traceback is in the event log)."""
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data is not None:
+            error = event.step_failure_data.error
+            # Dagster wraps the op's exception; its cause is what the op raised.
+            while error is not None and error.cause is not None:
+                error = error.cause
+            if error is None:
+                return f"step {event.step_key} failed"
+            message = " ".join(error.message.split()) if error.message else error.cls_name
+            return f"step {event.step_key}: {message}"[:300]
+    return "the run failed before any step (see the run in the Dagster UI)"
 
 
 def build_report(
