@@ -582,11 +582,13 @@ def test_no_shift_is_explained_as_such() -> None:
 def test_repair_recovery_is_the_recovered_share_of_the_loss() -> None:
     rng = np.random.default_rng(12)
     f1 = 0.80 - 0.1 * (np.arange(N) >= ONSET) + 0.005 * rng.standard_normal(N)
-    candidates = _noise_candidates(rng, 4)
+    candidates = _noise_candidates(rng, 5)
     answers: dict[str, float | RepairOutcome | None] = {
         candidates[0].key: 0.9,  # overshoots the baseline: clipped to 100 %
         candidates[1].key: RepairOutcome(repaired_value=0.75, degraded_value=0.70),
         candidates[2].key: None,  # could not be repaired
+        # measured by the callback, the partitions are no worse than the baseline: no verdict
+        candidates[3].key: RepairOutcome(repaired_value=0.85, degraded_value=0.82),
     }
 
     def repair(request: RepairRequest) -> float | RepairOutcome | None:
@@ -604,7 +606,9 @@ def test_repair_recovery_is_the_recovered_share_of_the_loss() -> None:
         0.05 / (shift.baseline_value - 0.70)
     )
     assert by_key[candidates[2].key].repair_recovery is None
-    assert by_key[candidates[3].key].repair_recovery == -1.0  # made it worse: clipped
+    assert by_key[candidates[3].key].repair_recovery is None
+    assert any("show no loss" in note for note in result.notes)
+    assert by_key[candidates[4].key].repair_recovery == -1.0  # made it worse: clipped
     weight = AttributionConfig().weight_repair
     top = by_key[candidates[0].key]
     assert top.score == pytest.approx(weight + (1 - weight) * top.evidence["observational_score"])

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from dagster_corrmon.pipeline.repair import load_partitions, restore_column
+from dagster_corrmon.pipeline.repair import load_partitions, restore_column, scoring_model_versions
 
 
 def test_quantile_mapping_undoes_a_unit_change_and_keeps_the_row_order() -> None:
@@ -80,3 +80,50 @@ def test_load_partitions_reads_each_contiguous_run_once_and_skips_what_was_never
             calls.clear()
             single = load_partitions(loader, instance, daily_frame.key, ["2024-01-09"], order)
             assert list(single) == ["2024-01-09"] and calls == ["2024-01-09"]
+
+
+MODEL_VERSION = {"current": "v1"}
+
+
+@dg.asset
+def tiny_model() -> dg.MaterializeResult:
+    version = MODEL_VERSION["current"]
+    return dg.MaterializeResult(value=version, data_version=dg.DataVersion(version))
+
+
+@dg.asset(partitions_def=DAYS)
+def tiny_predictions(tiny_model: str) -> str:
+    return f"scored by {tiny_model}"
+
+
+def test_scoring_model_versions_follow_each_partitions_latest_predictions(
+    tmp_path: Path,
+) -> None:
+    """After a retrain, partitions the previous model scored say so: a repair test re-scoring
+    them with the new model would measure a loss that model never had."""
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        assert dg.materialize([tiny_model], instance=instance).success
+        for day in ("2024-01-01", "2024-01-02", "2024-01-03"):
+            result = dg.materialize(
+                [tiny_model, tiny_predictions],
+                instance=instance,
+                partition_key=day,
+                selection=[tiny_predictions],
+            )
+            assert result.success
+        MODEL_VERSION["current"] = "v2"  # the retrain
+        assert dg.materialize([tiny_model], instance=instance).success
+        dg.materialize(
+            [tiny_model, tiny_predictions],
+            instance=instance,
+            partition_key="2024-01-03",  # re-scored with the new model
+            selection=[tiny_predictions],
+        )
+        found = scoring_model_versions(
+            instance,
+            tiny_predictions.key,
+            tiny_model.key,
+            ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"],
+        )
+    MODEL_VERSION["current"] = "v1"
+    assert found == {"2024-01-01": "v1", "2024-01-02": "v1", "2024-01-03": "v2", "2024-01-04": None}

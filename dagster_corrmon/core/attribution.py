@@ -1285,6 +1285,14 @@ def _run_repairs(
         if not (math.isfinite(repaired) and math.isfinite(gap)) or abs(gap) < 1e-12:
             notes.append(f"repair of {item.candidate.key} gave no usable recovery")
             continue
+        if (gap if shift.higher_is_better else -gap) < 0:
+            # The re-scored partitions, as measured by the callback, are no worse than the
+            # baseline: there is no loss there to recover, and a share of it means nothing.
+            notes.append(
+                f"repair of {item.candidate.key}: the re-scored partitions show no loss "
+                f"({_number(degraded)} against a baseline of {_number(shift.baseline_value)})"
+            )
+            continue
         item.repair_raw = (repaired - degraded) / gap
         # Clipped: a repair cannot recover more than the whole loss (beyond is noise), and a
         # repair that makes things worse by more than the loss says no more than -100 %.

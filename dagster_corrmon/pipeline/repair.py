@@ -24,7 +24,7 @@ from dagster_corrmon.core.attribution import (
     RepairRequest,
 )
 from dagster_corrmon.core.metrics import METRICS
-from dagster_corrmon.instance_api import materialized_partitions
+from dagster_corrmon.instance_api import materializations_after, materialized_partitions
 from dagster_corrmon.pipeline.artifacts import ModelArtifact
 from dagster_corrmon.pipeline.builder import LABEL, SCORE, PipelineKeys, pipeline_keys
 from dagster_corrmon.pipeline.spec import PipelineSpec
@@ -153,6 +153,8 @@ def build_repair_provider(
             for partition in wanted:
                 cache[partition] = _merge_labels(features.get(partition), evaluation.get(partition))
 
+        versions: dict[str, str | None] = {}  # partition -> the model version that scored it
+
         def _merge_labels(features: object, evaluation: object) -> pd.DataFrame | None:
             if not isinstance(features, pd.DataFrame) or not isinstance(evaluation, pd.DataFrame):
                 return None
@@ -195,9 +197,21 @@ def build_repair_provider(
             if onset is None:
                 return None
             good_keys = [k for k in partition_keys[max(0, onset - GOOD_PARTITIONS) : onset]]
-            prefetch([*good_keys, *request.partitions])
+            # Only what the stored model scored can be re-scored: after a retrain, the loss of
+            # partitions the previous model scored is not this model's to recover (measured with
+            # the new one, every candidate "recovered" it).
+            versions.update(
+                scoring_model_versions(
+                    instance,
+                    keys.predictions,
+                    keys.model,
+                    [p for p in request.partitions if p not in versions],
+                )
+            )
+            scored = [p for p in request.partitions if versions[p] in (None, artifact.version)]
+            prefetch([*good_keys, *scored])
             donors = [f for f in (labelled(k) for k in good_keys) if f is not None and len(f)]
-            degraded = [f for f in (labelled(k) for k in request.partitions) if f is not None]
+            degraded = [f for f in (labelled(k) for k in scored) if f is not None]
             degraded = [f for f in degraded if len(f)]
             if not donors or not degraded:
                 return None
@@ -262,6 +276,24 @@ def load_partitions(
     return found
 
 
+def scoring_model_versions(
+    instance: dg.DagsterInstance,
+    predictions: dg.AssetKey,
+    model: dg.AssetKey,
+    partitions: Sequence[str],
+) -> dict[str, str | None]:
+    """``{partition: the model data version its latest predictions consumed}`` (``None`` when
+    Dagster recorded none), from the predictions' provenance, in one query."""
+    if not partitions:
+        return {}
+    found: dict[str, str | None] = dict.fromkeys(partitions)
+    model_name = model.to_user_string()
+    for record in materializations_after(instance, predictions, partitions=list(partitions)):
+        if record.partition in found:  # oldest first: the latest materialization wins
+            found[record.partition] = record.input_data_versions.get(model_name)
+    return found
+
+
 def _contiguous_runs(partitions: Sequence[str], order: Mapping[str, int]) -> list[list[str]]:
     """``partitions`` (in order) split where a partition between them is left out."""
     runs: list[list[str]] = []
@@ -273,4 +305,10 @@ def _contiguous_runs(partitions: Sequence[str], order: Mapping[str, int]) -> lis
     return runs
 
 
-__all__ = ["SCORE", "build_repair_provider", "columns_to_restore", "load_partitions"]
+__all__ = [
+    "SCORE",
+    "build_repair_provider",
+    "columns_to_restore",
+    "load_partitions",
+    "scoring_model_versions",
+]
