@@ -479,6 +479,38 @@ def test_a_failed_upstream_run_with_a_stale_batch_is_an_upstream_failure() -> No
     assert result.causes[1].column == "temp"
 
 
+def test_a_cascade_of_version_changes_is_blamed_on_its_top() -> None:
+    """A re-delivered feed re-materializes everything below it in the same partition: the
+    data-version changes on the join and the features are consequences of the feed's."""
+    rng = np.random.default_rng(4)
+    at = N - 6
+    f1 = 0.80 + 0.008 * rng.standard_normal(N)
+    f1[at : at + 2] -= 0.12
+    null_fraction = np.clip(0.01 + 0.003 * rng.standard_normal(N), 0, 1)
+    null_fraction[at : at + 2] = 1.0
+    chain = {"raw_departures": 3, "joined": 2, "features": 1}
+    candidates: list[CandidateSeries | CandidateEvent] = [
+        _series("features", "dep_delay", "null_fraction", null_fraction, importance=0.4),
+        *_noise_candidates(rng, 4),
+        *(
+            CandidateEvent(
+                asset_key=asset,
+                kind=SignalKind.DATA_VERSION_CHANGE,
+                partition=PARTITIONS[at],
+                name="data_version",
+                lineage_distance=distance,
+            )
+            for asset, distance in chain.items()
+        ),
+    ]
+    lineage = {"features": ["joined"], "joined": ["raw_departures", "raw_weather"]}
+    for graph in (lineage, None):  # declared lineage, or only the distances
+        result = attribute_performance_shift(_f1(f1), candidates, lineage=graph)
+        assert result.consequential
+        top = result.causes[0]
+        assert (top.kind, top.asset_key) == ("data_version_change", "raw_departures"), graph
+
+
 def test_without_lineage_a_downstream_event_is_not_taken_as_the_root_of_an_upstream_symptom() -> (
     None
 ):

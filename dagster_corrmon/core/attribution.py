@@ -1315,6 +1315,42 @@ def _is_upstream(
     return event.lineage_distance >= symptom.lineage_distance
 
 
+def _cascade_head(
+    primary: _Evidence, evidence: Sequence[_Evidence], lineage: Mapping[str, Sequence[str]] | None
+) -> _Evidence:
+    """The top of the cascade ``primary`` belongs to: the same kind of event in the same
+    partition on an asset above it in the lineage, climbed as far as it goes.
+
+    A re-delivered feed re-materializes everything below it (a data-version change on the feed,
+    then on the join, the features, the predictions), a failed feed fails everything below it:
+    the events below are the first one's consequences, and its root cause is at the top. Their
+    observational scores say nothing about that order (they all share its timing).
+    """
+    head = primary
+    seen = {id(primary)}
+    while isinstance(head.candidate, CandidateEvent):
+        event = head.candidate
+        above = [
+            item
+            for item in evidence
+            if isinstance(item.candidate, CandidateEvent)
+            and id(item) not in seen
+            and item.candidate.kind == event.kind
+            and item.candidate.partition == event.partition
+            and item.candidate.asset_key != event.asset_key
+            and item.precedence >= 0.5
+            and (item.repair_recovery is None or item.explains)
+            # strictly above: without a lineage, equal distances say nothing
+            and _is_upstream(item.candidate, event, lineage)
+            and not _is_upstream(event, item.candidate, lineage)
+        ]
+        if not above:
+            break
+        head = max(above, key=lambda item: (item.score, item.precedence))
+        seen.add(id(head))
+    return head
+
+
 def _classify(
     evidence: list[_Evidence],
     shift: ShiftDetection | None,
@@ -1377,6 +1413,7 @@ def _classify(
                 primary = max(roots, key=lambda item: (item.score, item.precedence))
         else:
             primary = explaining[0]
+        primary = _cascade_head(primary, evidence, lineage)
         candidate = primary.candidate
         if isinstance(candidate, CandidateEvent):
             symptoms = [
