@@ -1,13 +1,15 @@
 """Scenario specs (extending a pipeline spec) and report scoring."""
 
+import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from dagster_corrmon.cli.scenario_cmd import scenario_json_schema
 from dagster_corrmon.errors import ConfigError, InputDataError
 from dagster_corrmon.scenarios.score import format_summary, score_report, summarize
-from dagster_corrmon.scenarios.spec import load_scenario
+from dagster_corrmon.scenarios.spec import load_scenario, scenario_document
 
 BUILTIN = Path(__file__).resolve().parent.parent / "dagster_corrmon" / "scenarios" / "builtin"
 
@@ -22,6 +24,33 @@ def test_builtin_scenarios_load_and_extend_the_flights_spec() -> None:
         ids = [i.id for i in spec.incidents]
         assert all(ids) and len(set(ids)) == len(ids)
         assert {e.injection for e in spec.expect.incidents} <= set(ids)
+
+
+SCHEMA = BUILTIN.parent.parent.parent / "docs" / "scenario.schema.json"
+
+
+def _as_json(document: object) -> object:
+    return json.loads(json.dumps(document, default=str))  # YAML dates as ISO strings
+
+
+def test_the_documented_json_schema_is_current_and_describes_every_builtin_scenario(
+    tmp_path: Path,
+) -> None:
+    import jsonschema
+
+    documented = json.loads(SCHEMA.read_text())
+    assert documented == _as_json(scenario_json_schema()), "regenerate: corrmon scenario-schema"
+    jsonschema.Draft202012Validator.check_schema(documented)
+    validator = jsonschema.Draft202012Validator(documented)
+    for path in sorted(BUILTIN.glob("*.yaml")):
+        document, _ = scenario_document(path)
+        assert not list(validator.iter_errors(_as_json(document))), path.name
+    typo = _write(tmp_path, "incidents:\n  - kind: null_spik\n    source: weather\n")
+    document, _ = scenario_document(typo)
+    assert list(validator.iter_errors(_as_json(document)))  # an unknown kind is refused
+    extra = _write(tmp_path, "simulaton: {end: 2013-06-01}\n")
+    document, _ = scenario_document(extra)
+    assert list(validator.iter_errors(_as_json(document)))  # so is an unknown key
 
 
 def _write(tmp_path: Path, body: str) -> Path:

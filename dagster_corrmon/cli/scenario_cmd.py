@@ -35,6 +35,27 @@ def simulate_command(scenario: Path, out_dir: Path, max_partitions: int | None) 
     _ui_hint(scenario.resolve(), (out_dir / "dagster_home").resolve())
 
 
+@click.command("scenario-schema")
+def scenario_schema_command() -> None:
+    """Print the JSON schema of a scenario (after ``base:`` is merged in).
+
+    A scenario file says only what differs from its base spec; the merged document is what this
+    schema describes and what ``corrmon simulate`` validates. Committed as
+    ``docs/scenario.schema.json``.
+    """
+    click.echo(json.dumps(scenario_json_schema(), indent=2, sort_keys=True))
+
+
+def scenario_json_schema() -> dict[str, object]:
+    """The JSON schema of :class:`~dagster_corrmon.scenarios.spec.ScenarioSpec`."""
+    from dagster_corrmon.scenarios.spec import ScenarioSpec
+
+    schema = ScenarioSpec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "corrmon scenario (base spec merged in)"
+    return schema
+
+
 @click.command("score")
 @click.argument("reports", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table")

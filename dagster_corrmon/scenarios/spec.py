@@ -130,8 +130,9 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], str]:
     return data, text
 
 
-def load_scenario(path: Path | str) -> ScenarioSpec:
-    """Load a scenario YAML (following ``base:``); errors name the key and line."""
+def scenario_document(path: Path | str) -> tuple[dict[str, Any], str]:
+    """A scenario YAML with its ``base:`` spec merged in (what ``docs/scenario.schema.json``
+    describes), and the scenario file's own text."""
     path = Path(path)
     data, text = _read_yaml(path)
     base_name = data.get("base")
@@ -144,6 +145,13 @@ def load_scenario(path: Path | str) -> ScenarioSpec:
             if isinstance(source, dict) and isinstance(source.get("path"), str):
                 source["path"] = str((base_path.parent / source["path"]).resolve())
         data = _deep_merge(base_data, data)
+    return data, text
+
+
+def load_scenario(path: Path | str) -> ScenarioSpec:
+    """Load a scenario YAML (following ``base:``); errors name the key and line."""
+    path = Path(path)
+    data, text = scenario_document(path)
     return parse_spec(
         data,
         base_dir=path.parent.resolve(),
