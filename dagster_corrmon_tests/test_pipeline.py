@@ -8,6 +8,7 @@ Dagster's own provenance tags.
 """
 
 import datetime as dt
+import io
 import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -207,7 +208,15 @@ def test_a_frame_note_rides_along_without_being_copied() -> None:
     assert isinstance(restored.attrs["lineage"], FrameNote)
     assert dict(restored.attrs["lineage"]) == dict(note)
     with pytest.raises(TypeError):
-        note["dep_hour"] = ()  # type: ignore[index]
+        note["dep_hour"] = ()
+    # Writers that store attrs as JSON (pandas' Parquet writer) take it like a plain dict.
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer)
+    buffer.seek(0)
+    assert pd.read_parquet(buffer).attrs["lineage"] == {
+        "dep_hour": [["schedule", "sched_dep_time"]],
+        "nested": {"a": [1]},
+    }
 
 
 # -- one materialized history -------------------------------------------------------------------

@@ -6,7 +6,7 @@ which is how a delayed weather batch shows up as a collapsed join match rate.
 """
 
 import ast
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -31,31 +31,27 @@ _FLOOR_FREQ = {"minute": "min", "hour": "h", "day": "D"}
 ColumnOrigin = tuple[str, str]  # (feed name, column name in that feed)
 
 
-class FrameNote(Mapping[str, Any]):
+class FrameNote(dict[str, Any]):
     """A read-only ``DataFrame.attrs`` value that copies as itself.
 
     pandas deep-copies a frame's ``attrs`` into the result of every operation, a column read
     included: with a 25-column lineage dict that is ~0.1 ms per operation, a dozen times the
-    operation itself, and checks read every column. Nested lists become tuples, so nothing in a
-    note can change after it is attached; it pickles as a plain value.
+    operation itself, and checks read every column. Nested lists become tuples and every
+    mutating method raises, so a note shared between frames cannot change under one of them.
+    A ``dict`` subclass, so whatever serializes ``attrs`` as JSON (pandas' Parquet writer,
+    ``pyarrow.Table.from_pandas``) still can; it pickles as a plain value.
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ()
 
     def __init__(self, items: Mapping[str, Any]) -> None:
-        self._items = {str(k): _frozen(v) for k, v in items.items()}
+        super().__init__({str(k): _frozen(v) for k, v in items.items()})
 
-    def __getitem__(self, key: str) -> Any:
-        return self._items[key]
+    def _read_only(self, *_args: Any, **_kwargs: Any) -> Any:
+        raise TypeError("a FrameNote is read-only; build a new one")
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __repr__(self) -> str:
-        return f"FrameNote({self._items!r})"
+    __setitem__ = __delitem__ = __ior__ = _read_only  # type: ignore[assignment]
+    clear = pop = popitem = setdefault = update = _read_only  # type: ignore[assignment]
 
     def __deepcopy__(self, memo: dict[int, Any]) -> "FrameNote":
         return self
@@ -64,7 +60,7 @@ class FrameNote(Mapping[str, Any]):
         return self
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (FrameNote, (self._items,))
+        return (FrameNote, (dict(self),))
 
 
 def _frozen(value: Any) -> Any:
