@@ -138,14 +138,17 @@ def all_materializations(
     asset_key: dg.AssetKey,
     *,
     from_storage_id: int | None = None,
+    partitions: Sequence[str] | None = None,
     page_size: int = 1000,
 ) -> list[MaterializationRecord]:
-    """Every materialization of an asset (from ``from_storage_id`` on, inclusive), oldest
-    first, read page by page."""
+    """Every materialization of an asset (from ``from_storage_id`` on, inclusive; of these
+    ``partitions`` only, if given), oldest first, read page by page."""
     records: list[MaterializationRecord] = []
     after = None if from_storage_id is None else from_storage_id - 1
     while True:
-        page = materializations_after(instance, asset_key, after_storage_id=after, limit=page_size)
+        page = materializations_after(
+            instance, asset_key, after_storage_id=after, partitions=partitions, limit=page_size
+        )
         records.extend(page)
         if len(page) < page_size:
             return records

@@ -511,6 +511,35 @@ def test_a_cascade_of_version_changes_is_blamed_on_its_top() -> None:
         assert (top.kind, top.asset_key) == ("data_version_change", "raw_departures"), graph
 
 
+def test_two_code_releases_in_one_deploy_are_not_a_cascade() -> None:
+    """A deploy that changes the code of the feed and of the features is two changes: the one
+    whose symptom shows stays the cause, however far up the other sits."""
+    rng = np.random.default_rng(3)
+    f1 = 0.80 - 0.06 * (np.arange(N) >= ONSET) + 0.008 * rng.standard_normal(N)
+    symptom = _step(13.0, 9.0) + 0.3 * rng.standard_normal(N)
+    candidates: list[CandidateSeries | CandidateEvent] = [
+        _series("features", "dep_hour", "mean", symptom, importance=0.3),
+        *_noise_candidates(rng, 4),
+        *(
+            CandidateEvent(
+                asset_key=asset,
+                kind=SignalKind.CODE_VERSION_CHANGE,
+                partition=PARTITIONS[ONSET],
+                name="code_version 2 -> 3",
+                lineage_distance=distance,
+            )
+            for asset, distance in (("features", 1), ("raw_departures", 3))
+        ),
+    ]
+    lineage = {"features": ["joined"], "joined": ["raw_departures"]}
+    result = attribute_performance_shift(_f1(f1), candidates, lineage=lineage)
+    assert result.classification is IncidentClass.CODE_CHANGE
+    assert (result.causes[0].kind, result.causes[0].asset_key) == (
+        "code_version_change",
+        "features",
+    )
+
+
 def test_without_lineage_a_downstream_event_is_not_taken_as_the_root_of_an_upstream_symptom() -> (
     None
 ):

@@ -77,3 +77,17 @@ def test_materialized_partitions_answers_for_exactly_the_partitions_asked() -> N
         # Five materializations of one partition do not hide another; 01-05 was not asked.
         assert found == {"2024-01-02", "2024-01-03"}
         assert instance_api.materialized_partitions(instance, daily.key, []) == set()
+
+
+def test_all_materializations_of_some_partitions_pages_through_them() -> None:
+    with dg.instance_for_test() as instance:
+        for day in ["2024-01-02"] * 3 + ["2024-01-03"] * 2 + ["2024-01-04"]:
+            assert dg.materialize([daily], instance=instance, partition_key=day).success
+        records = instance_api.all_materializations(
+            instance, daily.key, partitions=["2024-01-02", "2024-01-03"], page_size=2
+        )
+        assert [r.partition for r in records] == ["2024-01-02"] * 3 + ["2024-01-03"] * 2
+        ids = [r.storage_id for r in records]
+        assert ids == sorted(ids)
+        later = instance_api.all_materializations(instance, daily.key, from_storage_id=ids[3])
+        assert [r.storage_id for r in later][:2] == ids[3:5]

@@ -1315,6 +1315,20 @@ def _is_upstream(
     return event.lineage_distance >= symptom.lineage_distance
 
 
+# Events that an upstream one of the same kind brings about downstream in the same partition: a
+# re-delivered or late feed re-materializes (or leaves stale) everything below it, a failed run
+# leaves it unmaterialized, a dropped column is missing below. Code releases are not among them:
+# two assets whose code changed in one deploy are two changes, not one and its echo.
+_CASCADING_KINDS = frozenset(
+    {
+        SignalKind.DATA_VERSION_CHANGE,
+        SignalKind.RUN_FAILURE,
+        SignalKind.FRESHNESS,
+        SignalKind.SCHEMA_CHANGE,
+    }
+)
+
+
 def _cascade_head(
     primary: _Evidence, evidence: Sequence[_Evidence], lineage: Mapping[str, Sequence[str]] | None
 ) -> _Evidence:
@@ -1328,7 +1342,7 @@ def _cascade_head(
     """
     head = primary
     seen = {id(primary)}
-    while isinstance(head.candidate, CandidateEvent):
+    while isinstance(head.candidate, CandidateEvent) and head.candidate.kind in _CASCADING_KINDS:
         event = head.candidate
         above = [
             item

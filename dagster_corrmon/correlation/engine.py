@@ -437,7 +437,7 @@ def _faulty_materializations(
     key = dg.AssetKey.from_user_string(asset)
     records: Sequence[instance_api.MaterializationRecord] = []
     if partitions:
-        records = instance_api.materializations_after(instance, key, partitions=sorted(partitions))
+        records = instance_api.all_materializations(instance, key, partitions=sorted(partitions))
     if not records:  # no partition given, or an unpartitioned asset: its whole history
         records = instance_api.all_materializations(instance, key)
     wanted = set(versions)

@@ -24,7 +24,7 @@ from dagster_corrmon.core.attribution import (
     RepairRequest,
 )
 from dagster_corrmon.core.metrics import METRICS
-from dagster_corrmon.instance_api import materializations_after, materialized_partitions
+from dagster_corrmon.instance_api import all_materializations, materialized_partitions
 from dagster_corrmon.pipeline.artifacts import ModelArtifact
 from dagster_corrmon.pipeline.builder import LABEL, SCORE, PipelineKeys, pipeline_keys
 from dagster_corrmon.pipeline.spec import PipelineSpec
@@ -283,12 +283,12 @@ def scoring_model_versions(
     partitions: Sequence[str],
 ) -> dict[str, str | None]:
     """``{partition: the model data version its latest predictions consumed}`` (``None`` when
-    Dagster recorded none), from the predictions' provenance, in one query."""
+    Dagster recorded none), from the predictions' provenance (one query a thousand records)."""
     if not partitions:
         return {}
     found: dict[str, str | None] = dict.fromkeys(partitions)
     model_name = model.to_user_string()
-    for record in materializations_after(instance, predictions, partitions=list(partitions)):
+    for record in all_materializations(instance, predictions, partitions=list(partitions)):
         if record.partition in found:  # oldest first: the latest materialization wins
             found[record.partition] = record.input_data_versions.get(model_name)
     return found

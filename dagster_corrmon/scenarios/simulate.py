@@ -50,9 +50,10 @@ from dagster_corrmon.scenarios.spec import ScenarioSpec
 from dagster_corrmon.store import CorrmonStore
 
 REPORT_VERSION = 1
-# Keep Dagster's console log out of the simulator's progress output: a failed run is reported
-# there in one line (:func:`failure_summary`), not with Dagster's traceback — most failures in a
-# scenario are injected on purpose. Everything stays in the event log, for the UI.
+# Keep Dagster's console log out of the simulator's progress output, its warnings and errors
+# included: a failed run is reported there in one line (:func:`failure_summary`), not with
+# Dagster's traceback — most failures in a scenario are injected on purpose. Every log line
+# (warnings from ops too) stays in the event log, for the UI.
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 SENSOR_NAME = "corrmon_correlation_sensor"
 
