@@ -120,12 +120,19 @@ def materialized_partitions(
 
 
 def latest_materialization(
-    instance: dg.DagsterInstance, asset_key: dg.AssetKey, *, partition: str | None = None
+    instance: dg.DagsterInstance,
+    asset_key: dg.AssetKey,
+    *,
+    partition: str | None = None,
+    before_storage_id: int | None = None,
 ) -> MaterializationRecord | None:
-    """The newest materialization of an asset (of one partition, if given)."""
+    """The newest materialization of an asset (of one partition, if given; stored before
+    ``before_storage_id``, if given)."""
     result = instance.fetch_materializations(
         dg.AssetRecordsFilter(
-            asset_key=asset_key, asset_partitions=[partition] if partition is not None else None
+            asset_key=asset_key,
+            asset_partitions=[partition] if partition is not None else None,
+            before_storage_id=before_storage_id,
         ),
         limit=1,
         ascending=False,

@@ -197,3 +197,66 @@ def test_correlation_job_attributes_the_fault_and_tags_exactly_the_affected_runs
     assert again is not None and again.id == risk.id
     assert again.onset_partition == day(FAULT_DAY)
     assert {run.run_id for run in again.affected_runs} == expected
+
+
+_FEED_VALUE = {"current": "a"}
+_TWO_DAYS = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-01-03")
+
+
+@dg.asset(partitions_def=_TWO_DAYS)
+def redelivered_feed() -> dg.Output:
+    value = _FEED_VALUE["current"]
+    return dg.Output(value, data_version=dg.DataVersion(value))
+
+
+@dg.asset(deps=[redelivered_feed])
+def redelivered_model() -> int:
+    return 1
+
+
+@dg.asset(partitions_def=_TWO_DAYS, deps=[redelivered_feed, redelivered_model])
+def redelivered_evaluation() -> int:
+    return 1
+
+
+def test_a_re_delivery_is_compared_with_the_materialization_just_before_it(tmp_path) -> None:
+    """A data-version change is judged against the partition's previous materialization, even
+    after more than fifty of them (the sensor used to read only the oldest fifty)."""
+    from dagster_corrmon.correlation.definitions import build_corrmon_defs
+    from dagster_corrmon.correlation.model import MonitoredModel
+
+    resource = CorrmonResource(database_url=f"sqlite:///{tmp_path}/corrmon.db")
+    watched = MonitoredModel(
+        model=redelivered_model.key, evaluation=redelivered_evaluation.key, metric="roc_auc"
+    )
+    defs = dg.Definitions.merge(
+        dg.Definitions(assets=[redelivered_feed, redelivered_model, redelivered_evaluation]),
+        build_corrmon_defs(models=[watched], store=resource),
+    )
+    sensor = defs.resolve_sensor_def("corrmon_correlation_sensor")
+    partition = "2024-01-01"
+
+    def deliver(value: str, times: int = 1) -> None:
+        _FEED_VALUE["current"] = value
+        for _ in range(times):
+            assert dg.materialize([redelivered_feed], instance=instance, partition_key=partition)
+
+    def changes() -> list[str]:
+        with CorrmonStore(resource.database_url) as store:
+            found = store.read_signals(kind=SignalKind.DATA_VERSION_CHANGE)
+        return [f"{s.metadata['previous']}->{s.data_version}" for s in found]
+
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        history = (defs, instance, None, resource)
+        deliver("a")
+        cursor = _tick(sensor, history).cursor  # the first sight of the asset sets the cursor
+        deliver("a", times=50)
+        cursor = _tick(sensor, history, cursor).cursor
+        assert changes() == []  # the same data again and again is no change
+        deliver("b")
+        cursor = _tick(sensor, history, cursor).cursor
+        assert changes() == ["a->b"]
+        deliver("b")
+        _tick(sensor, history, cursor)
+        assert changes() == ["a->b"]  # b again after b: compared with the one just before
+    _FEED_VALUE["current"] = "a"

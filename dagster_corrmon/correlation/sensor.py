@@ -181,12 +181,13 @@ def _version_changes(
         if record.code_version:
             cursor["code"][asset] = record.code_version
         if record.partition is not None and after is not None:
-            earlier = instance_api.materializations_after(
-                instance, key, partitions=[record.partition], limit=50
+            # The partition's materialization just before this one (the oldest 50 were read
+            # before: past 50 re-materializations that compared with the wrong one).
+            previous = instance_api.latest_materialization(
+                instance, key, partition=record.partition, before_storage_id=record.storage_id
             )
-            older = [r for r in earlier if r.storage_id < record.storage_id]
-            if older and older[-1].data_version != record.data_version:
-                previous_data = older[-1].data_version or ""
+            if previous is not None and previous.data_version != record.data_version:
+                previous_data = previous.data_version or ""
                 found.append(
                     _version_signal(
                         SignalKind.DATA_VERSION_CHANGE, record, event_time, now, previous_data
