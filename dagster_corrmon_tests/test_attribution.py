@@ -479,6 +479,16 @@ def test_a_failed_upstream_run_with_a_stale_batch_is_an_upstream_failure() -> No
     assert result.causes[1].column == "temp"
 
 
+def _events(kind: SignalKind, partition: str, distances: dict[str, int]) -> list[CandidateEvent]:
+    """The same event on several assets in one partition (``{asset: lineage distance}``)."""
+    return [
+        CandidateEvent(
+            asset_key=asset, kind=kind, partition=partition, name=kind.value, lineage_distance=hops
+        )
+        for asset, hops in distances.items()
+    ]
+
+
 def test_a_cascade_of_version_changes_is_blamed_on_its_top() -> None:
     """A re-delivered feed re-materializes everything below it in the same partition: the
     data-version changes on the join and the features are consequences of the feed's."""
@@ -492,16 +502,7 @@ def test_a_cascade_of_version_changes_is_blamed_on_its_top() -> None:
     candidates: list[CandidateSeries | CandidateEvent] = [
         _series("features", "dep_delay", "null_fraction", null_fraction, importance=0.4),
         *_noise_candidates(rng, 4),
-        *(
-            CandidateEvent(
-                asset_key=asset,
-                kind=SignalKind.DATA_VERSION_CHANGE,
-                partition=PARTITIONS[at],
-                name="data_version",
-                lineage_distance=distance,
-            )
-            for asset, distance in chain.items()
-        ),
+        *_events(SignalKind.DATA_VERSION_CHANGE, PARTITIONS[at], chain),
     ]
     lineage = {"features": ["joined"], "joined": ["raw_departures", "raw_weather"]}
     for graph in (lineage, None):  # declared lineage, or only the distances
@@ -520,15 +521,8 @@ def test_two_code_releases_in_one_deploy_are_not_a_cascade() -> None:
     candidates: list[CandidateSeries | CandidateEvent] = [
         _series("features", "dep_hour", "mean", symptom, importance=0.3),
         *_noise_candidates(rng, 4),
-        *(
-            CandidateEvent(
-                asset_key=asset,
-                kind=SignalKind.CODE_VERSION_CHANGE,
-                partition=PARTITIONS[ONSET],
-                name="code_version 2 -> 3",
-                lineage_distance=distance,
-            )
-            for asset, distance in (("features", 1), ("raw_departures", 3))
+        *_events(
+            SignalKind.CODE_VERSION_CHANGE, PARTITIONS[ONSET], {"features": 1, "raw_departures": 3}
         ),
     ]
     lineage = {"features": ["joined"], "joined": ["raw_departures"]}
