@@ -247,7 +247,7 @@ def check_executions_after(
     storage = instance.event_log_storage
     found: list[Any] = []
     cursor: int | None = None
-    page = max(1, first_page)
+    page = max(1, min(first_page, max_page))
     while True:
         records = storage.get_asset_check_execution_history(check_key, limit=page, cursor=cursor)
         for record in records:
@@ -257,4 +257,4 @@ def check_executions_after(
         if len(records) < page:
             return found
         cursor = records[-1].id
-        page = min(page * 2, max(max_page, page))
+        page = min(page * 2, max_page)

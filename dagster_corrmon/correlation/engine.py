@@ -446,7 +446,6 @@ def _faulty_materializations(
         for record in records
         if record.data_version in wanted
         and (record.partition is None or partitions is None or record.partition in partitions)
-        and instance_api.consumed_identity(record) is not None
     ]
 
 
