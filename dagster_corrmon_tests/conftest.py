@@ -13,6 +13,9 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
+# The ``chromium`` fixture (headless browser tests) lives beside its helper.
+pytest_plugins = ["dagster_corrmon_tests.browser"]
+
 POSTGRES_URL_ENV = "CORRMON_TEST_POSTGRES_URL"
 REQUIRE_POSTGRES_ENV = "CORRMON_REQUIRE_POSTGRES"
 

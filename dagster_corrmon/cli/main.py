@@ -24,6 +24,7 @@ _COMMANDS: dict[str, str] = {
     "scenario-schema": "dagster_corrmon.cli.scenario_cmd:scenario_schema_command",
     "backtest": "dagster_corrmon.cli.backtest_cmd:backtest_command",
     "demo": "dagster_corrmon.cli.scenario_cmd:demo_command",
+    "dashboard": "dagster_corrmon.cli.dashboard_cmd:dashboard_command",
 }
 
 

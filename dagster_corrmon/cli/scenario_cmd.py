@@ -142,6 +142,12 @@ def demo_command(out_dir: Path, quick: bool) -> None:
                 click.echo(explain_text(incident, max_causes=3))
     click.echo("")
     click.echo(f"report: {simulation / 'report.json'}")
+    from dagster_corrmon.cli.dashboard_cmd import build_dashboard_file
+
+    dashboard = build_dashboard_file(
+        database_url=f"sqlite:///{home / 'corrmon.db'}", out=out_dir / "dashboard.html"
+    )
+    click.echo(f"dashboard: {dashboard}")
     _ui_hint(scenario, home)
 
 
