@@ -458,6 +458,14 @@ def _pointers(records: Sequence[instance_api.MaterializationRecord]) -> list[tup
     ]
 
 
+def incident_headline(incident: Incident) -> str:
+    """One line naming the incident and what happened, shown inline by the UI as the check's
+    description (Dagster keeps markdown metadata behind "Show Markdown")."""
+    first = next((line for line in incident.summary.splitlines() if line.strip()), "")
+    what = first.replace("**", "").strip() or f"top cause {_cause_label(incident.top_cause)}"
+    return f"{incident.id} · {incident.classification.value.replace('_', ' ')}: {what}"
+
+
 def _cause_label(cause: Cause | None) -> str:
     if cause is None:
         return "none"
@@ -512,7 +520,7 @@ def report_incident_check(
             passed=passed,
             severity=severity,
             metadata=metadata,
-            description=f"{incident.classification.value}: {_cause_label(cause)}",
+            description=incident_headline(incident),
         )
     )
     instance.report_runless_asset_event(
