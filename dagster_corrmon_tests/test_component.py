@@ -2,6 +2,9 @@
 next to the hand-written test project's plain ``@dg.asset``s, through Dagster's own component
 loading (``dagster.components.testing.create_defs_folder_sandbox``)."""
 
+import json
+import subprocess
+import sys
 import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 from dagster.components.testing import create_defs_folder_sandbox
 
 import dagster_corrmon as cm
@@ -185,10 +189,8 @@ def test_a_bad_defs_yaml_names_its_line(tmp_path: Path, broken: str, line: int, 
     url = f"sqlite:///{tmp_path / 'corrmon.db'}"
     good = DEFS_YAML.format(database_url=url)
     assert broken in good
-    bad = good.replace(
-        broken, broken.replace("metric:", "metrc:").replace("0.25", "-1"), 1
-    )
-    with pytest.raises(Exception) as caught, _loaded(bad):  # noqa: PT011 — two error types
+    bad = good.replace(broken, broken.replace("metric:", "metrc:").replace("0.25", "-1"), 1)
+    with pytest.raises(Exception) as caught, _loaded(bad):
         pass
     # what `dg check defs` prints: the loader's tree, then the cause
     chain: list[BaseException] = []
@@ -209,10 +211,6 @@ def test_dg_scaffold_writes_a_defs_yaml_that_loads() -> None:
             defs_path="corrmon",
             scaffold_params={"model": "delay_model", "evaluation": "predictions"},
         )
-        text = (path / "defs.yaml").read_text()
-        assert "type: dagster_corrmon.components.component.CorrmonComponent" in text or (
-            "type: dagster_corrmon.CorrmonComponent" in text
-        ), text
         with sandbox.load_component_and_build_defs(defs_path=path) as (component, defs):
             assert isinstance(component, CorrmonComponent)
             assert dg.AssetCheckKey(dg.AssetKey("delay_model"), "corrmon_incident") in (
@@ -224,3 +222,50 @@ def test_the_top_level_name_is_the_component() -> None:
     assert cm.CorrmonComponent is CorrmonComponent
     assert "CorrmonComponent" in dir(cm)
     assert textwrap.dedent(CorrmonComponent.__doc__ or "").strip()
+
+
+def test_dg_lists_and_scaffolds_the_component(tmp_path: Path) -> None:
+    """The real ``dg`` CLI finds the component through the package's entry point."""
+    (tmp_path / "pyproject.toml").write_text(
+        textwrap.dedent(
+            """
+            [project]
+            name = "my_project"
+            version = "0.0.1"
+
+            [tool.dg]
+            directory_type = "project"
+
+            [tool.dg.project]
+            root_module = "my_project"
+            """
+        )
+    )
+    (tmp_path / "src" / "my_project" / "defs").mkdir(parents=True)
+    dg_cli = Path(sys.executable).with_name("dg")
+    listed = subprocess.run(
+        [dg_cli, "list", "components", "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    keys = {item["key"] for item in json.loads(listed.stdout)["items"]}
+    assert "dagster_corrmon.CorrmonComponent" in keys
+    subprocess.run(
+        [dg_cli, "scaffold", "defs", "dagster_corrmon.CorrmonComponent", "corrmon"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    written = yaml.safe_load(
+        (tmp_path / "src" / "my_project" / "defs" / "corrmon" / "defs.yaml").read_text()
+    )
+    assert written == {
+        "type": "dagster_corrmon.CorrmonComponent",
+        "attributes": {
+            "models": [{"model": "my_model", "evaluation": "my_evaluation"}],
+            "checks": [],
+        },
+    }

@@ -233,9 +233,7 @@ class CorrmonComponent(dg.Component, dg.Resolvable):
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         with _located(context, ["models"]):
-            models = [
-                MonitoredModel(**_set_fields(entry, exclude=())) for entry in self.models
-            ]
+            models = [MonitoredModel(**_set_fields(entry, exclude=())) for entry in self.models]
         data_checks: list[dg.AssetChecksDefinition] = []
         for index, entry in enumerate(self.checks):
             data_checks.extend(self._asset_checks(context, index, entry))
@@ -331,7 +329,9 @@ class _located:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _: Any) -> bool:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _: Any
+    ) -> bool:
         if not isinstance(error, ConfigError):
             return False
         named = [key for key in self._keys if key in str(error)]
