@@ -95,7 +95,7 @@ def test_every_shipped_module_imports_without_the_optional_packages() -> None:
             except cm.CorrmonError as error:
                 # the demo's projects build definitions at import: they may only say which
                 # extra they need
-                demo = module.name.startswith(("dagster_corrmon.examples.", "dagster_corrmon.scenarios."))
+                demo = module.name.startswith("dagster_corrmon.examples.")
                 if not (demo and "pip install 'dagster-corrmon[" in str(error)):
                     raise
         try:

@@ -49,7 +49,8 @@ Duration = int | float | str
 _DURATIONS = TypeAdapter(timedelta)
 
 
-# Dagster's own partitions attribute (as on its asset attributes): ``{type: daily, start_date: ...}``.
+# Dagster's own partitions attribute (as on its asset attributes):
+# ``{type: daily, start_date: ...}``.
 Partitions = Annotated[
     dg.PartitionsDefinition | None,
     dg.Resolver(
