@@ -332,9 +332,9 @@ class _located:
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, _: Any
-    ) -> bool:
+    ) -> None:
         if not isinstance(error, ConfigError):
-            return False
+            return
         named = [key for key in self._keys if key in str(error)]
         path = [*self._path, max(named, key=len)] if named else self._path
         raise ConfigError(f"{_where(self._context, path)}: {error}") from error

@@ -26,7 +26,7 @@ from dagster_corrmon.core.attribution import (
 from dagster_corrmon.core.metrics import METRICS
 from dagster_corrmon.instance_api import all_materializations, materialized_partitions
 from dagster_corrmon.pipeline.artifacts import ModelArtifact
-from dagster_corrmon.pipeline.builder import LABEL, SCORE, PipelineKeys, pipeline_keys
+from dagster_corrmon.pipeline.layout import LABEL, SCORE, PipelineKeys, pipeline_keys
 from dagster_corrmon.pipeline.spec import PipelineSpec
 
 GOOD_PARTITIONS = 7  # how many partitions before the onset lend their values
