@@ -7,7 +7,8 @@ The public API, in three groups:
   with the argument types they take (:class:`BaselinePolicy`, the validity rules
   :class:`InRange`, :class:`AllowedValues`, :class:`MatchesRegex`, :class:`Unique`,
   :class:`Volume`, :class:`RetrainPolicy`, :class:`AttributionConfig`), retraining under
-  Declarative Automation or a schedule, and :class:`CorrmonComponent` for ``dg`` projects;
+  Declarative Automation or a schedule, the repair test on any project
+  (:func:`build_rescoring_repair`), and :class:`CorrmonComponent` for ``dg`` projects;
 * the spec-driven monitored pipeline: :func:`load_spec`, :func:`build_monitored_pipeline`;
 * the results and errors: incidents, signals and the :class:`CorrmonError` tree.
 
@@ -62,6 +63,7 @@ if TYPE_CHECKING:  # the names `__getattr__` below serves, for type checkers and
     from dagster_corrmon.correlation.model import MonitoredModel
     from dagster_corrmon.correlation.retrain import RetrainPolicy
     from dagster_corrmon.pipeline.builder import build_monitored_pipeline
+    from dagster_corrmon.pipeline.repair import build_rescoring_repair
     from dagster_corrmon.pipeline.spec import load_spec
     from dagster_corrmon.resource import CorrmonResource
 
@@ -89,6 +91,7 @@ _LAZY = {
     "Unique": "dagster_corrmon.checks",
     "Volume": "dagster_corrmon.checks",
     "build_monitored_pipeline": "dagster_corrmon.pipeline.builder",
+    "build_rescoring_repair": "dagster_corrmon.pipeline.repair",
     "load_spec": "dagster_corrmon.pipeline.spec",
 }
 
@@ -139,6 +142,7 @@ __all__ = [  # noqa: RUF022 — core types and errors, then the (lazy) Dagster l
     "build_freshness_checks",
     "build_model_evaluation_checks",
     "build_monitored_pipeline",
+    "build_rescoring_repair",
     "build_retrain_guard_check",
     "build_retrain_schedule",
     "build_schema_contract_checks",
