@@ -12,7 +12,7 @@ File paths (a GX suite, a schema contract, a reference profile) are relative to 
 """
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -41,6 +41,7 @@ from dagster_corrmon.correlation.definitions import build_corrmon_defs
 from dagster_corrmon.correlation.model import MonitoredModel
 from dagster_corrmon.correlation.retrain import RetrainPolicy
 from dagster_corrmon.errors import ConfigError
+from dagster_corrmon.pipeline.repair import build_rescoring_repair
 from dagster_corrmon.resource import CorrmonResource
 
 Severity = Literal["info", "warn", "error"]
@@ -77,6 +78,21 @@ class ModelEntry(dg.Model):
     )
     metric: str | None = Field(default=None, description="The metric incidents are about.")
     lookback_partitions: int | None = None
+    repair: "RepairArgs | None" = Field(
+        default=None,
+        description="The repair test (build_rescoring_repair): the model asset's value offers "
+        "feature_columns and score(frame); each partition of `features` holds them and the label.",
+    )
+
+
+class RepairArgs(dg.Model):
+    """Where the repair test reads the rows it re-scores."""
+
+    features: str = Field(description="The features asset (feature columns and the label).")
+    label_column: str
+
+
+ModelEntry.model_rebuild()
 
 
 class QualityArgs(dg.Model):
@@ -232,9 +248,35 @@ class CorrmonComponent(dg.Component, dg.Resolvable):
     sensor_interval_seconds: int | None = None
     sensor_status: Literal["running", "stopped"] | None = None
 
+    def build_models(self, context: dg.ComponentLoadContext) -> list[MonitoredModel]:
+        """One :class:`MonitoredModel` per entry of ``models``, with its repair test if asked."""
+        models = []
+        for index, entry in enumerate(self.models):
+            with _located(context, ["models", index]):
+                model = MonitoredModel(**_set_fields(entry, exclude=("repair",)))
+                if entry.repair is not None:
+                    if self.partitions_def is None:
+                        raise ConfigError(
+                            "repair: re-scoring reads the features per partition; set the "
+                            "component's partitions"
+                        )
+                    model = replace(
+                        model,
+                        repair=build_rescoring_repair(
+                            # the whole project's definitions, built when a repair is asked
+                            definitions=context.component_tree.build_defs,
+                            model=model.model,
+                            features=entry.repair.features,
+                            label_column=entry.repair.label_column,
+                            partitions_def=self.partitions_def,
+                            metric=model.metric,
+                        ),
+                    )
+            models.append(model)
+        return models
+
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
-        with _located(context, ["models"]):
-            models = [MonitoredModel(**_set_fields(entry, exclude=())) for entry in self.models]
+        models = self.build_models(context)
         data_checks: list[dg.AssetChecksDefinition] = []
         for index, entry in enumerate(self.checks):
             data_checks.extend(self._asset_checks(context, index, entry))
