@@ -8,7 +8,7 @@ STAMP := $(VENV)/.corrmon-installed
 PYTEST_ARGS ?= -n 2
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install test check lint format typecheck bench demo scenarios dev clean
+.PHONY: install test check lint imports format typecheck bench demo scenarios dev clean
 
 install: $(STAMP)
 
@@ -41,7 +41,11 @@ format: install
 typecheck: install
 	$(VENV)/bin/pyright
 
-check: lint typecheck
+# the layering contracts of pyproject.toml [tool.importlinter]
+imports: install
+	$(VENV)/bin/lint-imports --no-cache
+
+check: lint imports typecheck
 
 bench: install
 	$(PY) benchmarks/drift_vs_evidently.py

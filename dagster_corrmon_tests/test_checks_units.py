@@ -28,11 +28,10 @@ from dagster_corrmon.checks import (
     build_model_evaluation_checks,
     build_schema_contract_checks,
     freshness_policy_for,
-    importance_shares,
 )
 from dagster_corrmon.checks._baseline import judge_against_history
 from dagster_corrmon.checks._common import history_points
-from dagster_corrmon.checks.drift import classify_drift
+from dagster_corrmon.checks.drift import classify_drift, importance_shares
 from dagster_corrmon.checks.schema import column_sketch, diff_schema, dtype_family, load_contract
 from dagster_corrmon.core.baseline import fit_baseline
 from dagster_corrmon.core.incident import Incident, IncidentClass, IncidentStatus

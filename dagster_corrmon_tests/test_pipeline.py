@@ -25,20 +25,20 @@ from dagster_corrmon.core.drift import detect_drift_from_profile
 from dagster_corrmon.datasets import load_nycflights13
 from dagster_corrmon.errors import InputDataError
 from dagster_corrmon.examples.flights import SPEC_PATH
+from dagster_corrmon.instance_api import partition_input_data_version
 from dagster_corrmon.pipeline import (
     ModelArtifact,
     PipelineSpec,
     SourceBatch,
     build_monitored_pipeline,
-    frame_data_version,
     load_spec,
     parse_spec,
-    partition_input_data_version,
     pipeline_keys,
     training_partition_keys,
 )
 from dagster_corrmon.pipeline.builder import FEATURE_SOURCES, MATCH_RATE_PREFIX
 from dagster_corrmon.pipeline.features import FrameNote
+from dagster_corrmon.pipeline.hashing import frame_data_version
 from dagster_corrmon.pipeline.sources import read_table
 from dagster_corrmon.pipeline.training import LABEL_COLUMN, label_frame
 

@@ -16,7 +16,7 @@ definition time.
 
 from dagster_corrmon.checks._baseline import BaselinePolicy
 from dagster_corrmon.checks._plan import bundle_checks
-from dagster_corrmon.checks.drift import build_drift_checks, importance_shares
+from dagster_corrmon.checks.drift import build_drift_checks
 from dagster_corrmon.checks.freshness import build_freshness_checks, freshness_policy_for
 from dagster_corrmon.checks.model_eval import build_model_evaluation_checks
 from dagster_corrmon.checks.quality import (
@@ -43,5 +43,4 @@ __all__ = [
     "build_schema_contract_checks",
     "bundle_checks",
     "freshness_policy_for",
-    "importance_shares",
 ]

@@ -19,8 +19,10 @@ from typing import Any
 
 import pandas as pd
 
+from dagster_corrmon.extras import require
 from dagster_corrmon.metadata import to_plain
 
+GX_PURPOSE = "Great Expectations checks (validity rules, a suite, engine='great_expectations')"
 _DATASOURCE = "corrmon_pandas"
 _ASSET = "frame"
 _BATCH_DEFINITION = "whole_frame"
@@ -60,6 +62,7 @@ def _batch_definition() -> Any:
     """The process-wide whole-dataframe batch definition (creating the context on first call)."""
     with _LOCK:
         if "batch_definition" not in _STATE:
+            require("great_expectations", purpose=GX_PURPOSE)
             import great_expectations as gx
             from great_expectations.data_context.types.base import (
                 DataContextConfig,
@@ -107,6 +110,7 @@ def validate_frame(
     ``ExpectationSuite`` constructor would log and silently drop them, which would turn a typo
     into a pass).
     """
+    require("great_expectations", purpose=GX_PURPOSE)
     import great_expectations as gx
     from great_expectations.exceptions.exceptions import GreatExpectationsError
     from great_expectations.expectations.expectation_configuration import (

@@ -55,6 +55,7 @@ from dagster_corrmon.checks._common import (
 from dagster_corrmon.checks._plan import CheckPlan, check_definitions, frame_plan
 from dagster_corrmon.core.signal import Severity, Signal, SignalKind
 from dagster_corrmon.errors import ConfigError
+from dagster_corrmon.extras import require
 from dagster_corrmon.resource import DEFAULT_RESOURCE_KEY, CorrmonResource, MaterializationTags
 
 FACTORY = "build_data_quality_checks"
@@ -459,6 +460,8 @@ def build_data_quality_checks(
         isinstance(validity, str | Mapping) or not isinstance(validity, Sequence)
     ):
         raise ConfigError(f"{FACTORY}: validity must be a list of rules; got {validity!r}")
+    if validity or suite is not None or engine == "great_expectations":
+        require("great_expectations", purpose=f"{FACTORY}: {_gx.GX_PURPOSE}")
     config = _QualityConfig(
         completeness=completeness,
         track_all_columns=bool(track_all_columns),

@@ -70,8 +70,9 @@ def dashboard_command(
     assets: tuple[str, ...],
     dagster_url: str,
 ) -> None:
-    """Write one self-contained HTML page: metrics, incidents, drift, missingness and upstream
-    events of each model on one time axis (the data's own partition times)."""
+    """One offline HTML page of each model's metric, incidents, drift and upstream events.
+
+    Everything on one time axis: the data's own partition times."""
     path = build_dashboard_file(
         database_url=database_url,
         out=out,

@@ -1,49 +1,98 @@
 """The ``corrmon`` command line.
 
 Sub-commands live in their own modules and are imported only when invoked, so ``corrmon --help``
-stays fast (great_expectations and evidently take seconds to import). Any :class:`CorrmonError`
+imports neither Dagster nor pandas and stays fast (a test checks it). Any :class:`CorrmonError`
 becomes one line on stderr and exit code 2 — never a traceback.
 """
 
 import importlib
 import sys
+from dataclasses import dataclass
 
 import click
 
 from dagster_corrmon.errors import CorrmonError
 
-# command name -> "module:attribute"; each module owns one concept.
-_COMMANDS: dict[str, str] = {
-    "profile": "dagster_corrmon.cli.drift_cmd:profile_command",
-    "drift": "dagster_corrmon.cli.drift_cmd:drift_command",
-    "db": "dagster_corrmon.cli.db_cmd:db_group",
-    "incidents": "dagster_corrmon.cli.incidents_cmd:incidents_group",
-    "explain": "dagster_corrmon.cli.incidents_cmd:explain_command",
-    "simulate": "dagster_corrmon.cli.scenario_cmd:simulate_command",
-    "score": "dagster_corrmon.cli.scenario_cmd:score_command",
-    "scenario-schema": "dagster_corrmon.cli.scenario_cmd:scenario_schema_command",
-    "backtest": "dagster_corrmon.cli.backtest_cmd:backtest_command",
-    "demo": "dagster_corrmon.cli.scenario_cmd:demo_command",
-    "dashboard": "dagster_corrmon.cli.dashboard_cmd:dashboard_command",
+
+@dataclass(frozen=True)
+class _Command:
+    """Where a sub-command lives, and the one line ``corrmon --help`` shows for it.
+
+    The line is kept here so that listing the commands imports none of them (a test checks it
+    matches the command's own docstring).
+    """
+
+    target: str  # "module:attribute"
+    summary: str
+
+
+# To add a command: one line here, ``"name": _Command("module:attribute", "Its docstring's
+# first line.")``; its module is imported only when the command runs (or shows its own help).
+_COMMANDS: dict[str, _Command] = {
+    "profile": _Command(
+        "dagster_corrmon.cli.drift_cmd:profile_command",
+        "Profile DATA (CSV or Parquet) as a drift reference and write it to --out as JSON.",
+    ),
+    "drift": _Command(
+        "dagster_corrmon.cli.drift_cmd:drift_command",
+        "Test each column of --current for drift against a reference table or profile.",
+    ),
+    "db": _Command(
+        "dagster_corrmon.cli.db_cmd:db_group",
+        "Create, migrate, prune and inspect the corrmon store.",
+    ),
+    "incidents": _Command(
+        "dagster_corrmon.cli.incidents_cmd:incidents_group",
+        "The incident catalog: list, show, acknowledge, resolve, mark false positive.",
+    ),
+    "explain": _Command(
+        "dagster_corrmon.cli.incidents_cmd:explain_command",
+        "Why did MODEL_ASSET's performance shift? Ranked upstream causes with their evidence.",
+    ),
+    "simulate": _Command(
+        "dagster_corrmon.cli.scenario_cmd:simulate_command",
+        "Run SCENARIO's pipeline partition by partition in a real Dagster instance under OUT.",
+    ),
+    "score": _Command(
+        "dagster_corrmon.cli.scenario_cmd:score_command",
+        "Score simulation output folders (or report.json files) against their expectations.",
+    ),
+    "scenario-schema": _Command(
+        "dagster_corrmon.cli.scenario_cmd:scenario_schema_command",
+        "Print the JSON schema of a scenario (after ``base:`` is merged in).",
+    ),
+    "backtest": _Command(
+        "dagster_corrmon.cli.backtest_cmd:backtest_command",
+        "Replay a recorded history under alert rules: which alerts would have fired, and when.",
+    ),
+    "demo": _Command(
+        "dagster_corrmon.cli.scenario_cmd:demo_command",
+        "The flights demo: a simulated year with injected incidents, explained; then the UI.",
+    ),
+    "dashboard": _Command(
+        "dagster_corrmon.cli.dashboard_cmd:dashboard_command",
+        "One offline HTML page of each model's metric, incidents, drift and upstream events.",
+    ),
 }
 
 
 class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(name for name in _COMMANDS if self.get_command(ctx, name) is not None)
+        return sorted(_COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = _COMMANDS.get(cmd_name)
-        if target is None:
+        command = _COMMANDS.get(cmd_name)
+        if command is None:
             return None
-        module_name, attribute = target.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name == module_name:  # that command is not built yet
-                return None
-            raise
-        return getattr(module, attribute, None)
+        module_name, attribute = command.target.split(":")
+        return getattr(importlib.import_module(module_name), attribute)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from the registry's summaries: no command module is imported."""
+        rows = [(name, _COMMANDS[name].summary) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

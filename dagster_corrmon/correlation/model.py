@@ -22,7 +22,10 @@ class MonitoredModel:
     ``evaluation`` the asset whose checks record the performance metric signals (often the
     evaluation asset, where labels meet predictions); ``predictions`` the scoring asset, whose
     runs are the ones flagged *at risk* before labels arrive. ``metric`` names the metric the
-    incidents are about (a :data:`~dagster_corrmon.core.metrics.METRICS` id).
+    incidents are about (a :data:`~dagster_corrmon.core.metrics.METRICS` id). ``repair``
+    provides the interventional repair test: the spec pipeline builds its own; any project whose
+    model and features assets follow its protocol gets one from
+    :func:`~dagster_corrmon.pipeline.repair.build_rescoring_repair`.
     """
 
     model: dg.AssetKey

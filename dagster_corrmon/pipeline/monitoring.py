@@ -28,7 +28,7 @@ from dagster_corrmon.checks import (
     build_schema_contract_checks,
     bundle_checks,
 )
-from dagster_corrmon.pipeline.builder import (
+from dagster_corrmon.pipeline.layout import (
     ERROR,
     LABEL,
     LATENCY_MS,

@@ -11,6 +11,7 @@ drift), does not.
 import contextlib
 import io
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import dagster as dg
 import numpy as np
@@ -26,7 +27,7 @@ from dagster_corrmon.core.attribution import (
 from dagster_corrmon.core.metrics import METRICS
 from dagster_corrmon.instance_api import all_materializations, materialized_partitions
 from dagster_corrmon.pipeline.artifacts import ModelArtifact
-from dagster_corrmon.pipeline.builder import LABEL, SCORE, PipelineKeys, pipeline_keys
+from dagster_corrmon.pipeline.layout import LABEL, SCORE, PipelineKeys, pipeline_keys
 from dagster_corrmon.pipeline.spec import PipelineSpec
 
 GOOD_PARTITIONS = 7  # how many partitions before the onset lend their values
@@ -294,6 +295,113 @@ def scoring_model_versions(
     return found
 
 
+class RescorableModel(Protocol):
+    """What the stored value of a hand-written model asset offers for the repair test."""
+
+    @property
+    def feature_columns(self) -> Sequence[str]: ...
+
+    def score(self, frame: pd.DataFrame) -> Any: ...
+
+
+def build_rescoring_repair(
+    *,
+    definitions: Callable[[], dg.Definitions],
+    model: dg.AssetKey | str,
+    features: dg.AssetKey | str,
+    label_column: str,
+    partitions_def: dg.PartitionsDefinition,
+    metric: str,
+    seed: int = 0,
+) -> Callable[[dg.DagsterInstance], RepairFunction | None]:
+    """A ``MonitoredModel.repair`` provider for any project whose assets follow one protocol.
+
+    The protocol: the ``model`` asset's stored value has ``feature_columns`` and
+    ``score(frame) -> scores`` (:class:`RescorableModel`), and each partition of the
+    ``features`` asset is a DataFrame holding those columns and ``label_column``. A suspect
+    column is restored on the degraded partitions of ``features`` from the last good ones
+    (:func:`restore_column`), the stored model re-scores them, and ``metric`` before and after
+    is the repair evidence. A candidate maps to the feature column of the same name, wherever in
+    the lineage it was seen (``weather.temp_f`` -> ``temp_f``); a candidate on the features
+    asset without a column restores every feature. The values are read through the project's
+    own IO managers (``definitions`` returns the project's definitions, built lazily).
+
+    Every degraded partition is re-scored by the model stored now: right until the next
+    retrain, which is when the correlation runs that ask for repairs happen.
+    """
+    model_key = dg.AssetKey.from_coercible(model)
+    features_key = dg.AssetKey.from_coercible(features)
+    metric_spec = METRICS[metric]
+
+    def provider(instance: dg.DagsterInstance) -> RepairFunction:
+        defs = definitions()
+        partition_keys = list(partitions_def.get_partition_keys(dynamic_partitions_store=instance))
+        order = {key: index for index, key in enumerate(partition_keys)}
+        rng = np.random.default_rng(seed)
+
+        def value(stored: RescorableModel, frame: pd.DataFrame) -> float:
+            scores = np.asarray(stored.score(frame), dtype=float)
+            labels = frame[label_column].to_numpy(float)
+            finite = np.isfinite(scores)
+            if not finite.any():
+                return float("nan")
+            return float(metric_spec.function(labels[finite], scores[finite]))
+
+        def repair(request: RepairRequest) -> RepairOutcome | None:
+            onset = order.get(request.onset_partition)
+            if onset is None:
+                return None
+            good = partition_keys[max(0, onset - GOOD_PARTITIONS) : onset]
+            with defs.get_asset_value_loader(instance) as loader:
+                try:
+                    with contextlib.redirect_stderr(io.StringIO()):
+                        stored = loader.load_asset_value(model_key)
+                except Exception:  # noqa: BLE001 — no model stored yet: no repair test possible
+                    return None
+                if not (hasattr(stored, "score") and hasattr(stored, "feature_columns")):
+                    return None
+                feature_columns = list(stored.feature_columns)
+                column = request.candidate.column
+                if column is not None:
+                    columns = [column] if column in feature_columns else []
+                elif request.candidate.asset_key == features_key.to_user_string():
+                    columns = feature_columns
+                else:
+                    columns = []
+                if not columns:
+                    return None
+                frames = load_partitions(
+                    loader, instance, features_key, [*good, *request.partitions], order
+                )
+            donors = [f for p in good if isinstance(f := frames.get(p), pd.DataFrame) and len(f)]
+            degraded = [
+                f
+                for p in request.partitions
+                if isinstance(f := frames.get(p), pd.DataFrame) and len(f)
+            ]
+            if not donors or not degraded:
+                return None
+            donor = pd.concat(donors, ignore_index=True)
+            frame = pd.concat(degraded, ignore_index=True)
+            frame = pd.DataFrame(frame[frame[label_column].notna()])
+            if len(frame) > MAX_ROWS:
+                frame = frame.sample(MAX_ROWS, random_state=seed).reset_index(drop=True)
+            repaired = frame.copy()
+            for name in columns:
+                restored = restore_column(pd.Series(frame[name]), pd.Series(donor[name]), rng)
+                if restored is None:
+                    return None  # nothing left to restore (the values are gone): no verdict
+                repaired[name] = restored
+            before, after = value(stored, frame), value(stored, repaired)
+            if not (np.isfinite(before) and np.isfinite(after)):
+                return None
+            return RepairOutcome(repaired_value=after, degraded_value=before)
+
+        return repair
+
+    return provider
+
+
 def _contiguous_runs(partitions: Sequence[str], order: Mapping[str, int]) -> list[list[str]]:
     """``partitions`` (in order) split where a partition between them is left out."""
     runs: list[list[str]] = []
@@ -307,7 +415,9 @@ def _contiguous_runs(partitions: Sequence[str], order: Mapping[str, int]) -> lis
 
 __all__ = [
     "SCORE",
+    "RescorableModel",
     "build_repair_provider",
+    "build_rescoring_repair",
     "columns_to_restore",
     "load_partitions",
     "scoring_model_versions",
