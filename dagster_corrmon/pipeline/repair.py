@@ -11,7 +11,7 @@ drift), does not.
 import contextlib
 import io
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import dagster as dg
 import numpy as np
@@ -295,6 +295,7 @@ def scoring_model_versions(
     return found
 
 
+@runtime_checkable
 class RescorableModel(Protocol):
     """What the stored value of a hand-written model asset offers for the repair test."""
 
@@ -358,7 +359,7 @@ def build_rescoring_repair(
                         stored = loader.load_asset_value(model_key)
                 except Exception:  # noqa: BLE001 — no model stored yet: no repair test possible
                     return None
-                if not (hasattr(stored, "score") and hasattr(stored, "feature_columns")):
+                if not isinstance(stored, RescorableModel):
                     return None
                 feature_columns = list(stored.feature_columns)
                 column = request.candidate.column
