@@ -3,6 +3,7 @@
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -59,39 +60,90 @@ def scenario_json_schema() -> dict[str, object]:
 @click.command("score")
 @click.argument("reports", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table")
-def score_command(reports: tuple[Path, ...], output_format: str) -> None:
+@click.option(
+    "--table",
+    "generalization",
+    is_flag=True,
+    help="Print the generalization table (dataset × cadence × kind × importance tier) and the "
+    "calibration table instead of the per-scenario one.",
+)
+@click.option(
+    "--labels",
+    "labels_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="The manifest.json of `corrmon generate`: strata of reports that carry none.",
+)
+def score_command(
+    reports: tuple[Path, ...], output_format: str, generalization: bool, labels_file: Path | None
+) -> None:
     """Score simulation output folders (or report.json files) against their expectations.
 
     Beside corrmon's numbers: Evidently's dataset-drift alarm and a NannyML-style correlation
-    ranking, computed on the signals recorded in each folder's dagster_home/corrmon.db.
+    ranking, computed on the signals recorded in each folder's dagster_home/corrmon.db. A folder
+    without report.json is searched for reports one level down (a `corrmon evaluate` output).
     """
     from dagster_corrmon.scenarios.score import (
+        format_calibration,
+        format_generalization_table,
         format_summary,
+        generalization_rows,
         load_baseline_history,
         score_report,
         summarize,
     )
 
+    labels = _read_json(labels_file).get("scenarios", {}) if labels_file else {}
     scores = []
-    for path in reports:
-        file = path / "report.json" if path.is_dir() else path
-        try:
-            report = json.loads(file.read_text())
-        except OSError as error:
-            raise InputDataError(f"cannot read report {file}: {error.strerror}") from None
-        except json.JSONDecodeError as error:
-            raise InputDataError(
-                f"{file} is not a corrmon report (invalid JSON: {error})"
-            ) from None
+    for file in _report_files(reports):
+        report = _read_json(file)
+        if not report.get("labels") and report.get("scenario") in labels:
+            report["labels"] = labels[report["scenario"]]
         history, note = load_baseline_history(file.parent, report)
         score = score_report(report, history=history)
         score.baselines_note = note
         scores.append(score)
     summary = summarize(scores)
-    if output_format == "json":
+    if generalization:
+        rows = generalization_rows(scores)
+        if output_format == "json":
+            click.echo(json.dumps({"rows": rows, "calibration": summary["calibration"]}, indent=2))
+        else:
+            click.echo(format_generalization_table(rows))
+            click.echo("")
+            click.echo(format_calibration(summary["calibration"]))
+    elif output_format == "json":
         click.echo(json.dumps(summary, indent=2))
     else:
         click.echo(format_summary(summary))
+
+
+def _report_files(paths: tuple[Path, ...]) -> list[Path]:
+    """``report.json`` of each folder (or of its subfolders), or the files as given."""
+    files: list[Path] = []
+    for path in paths:
+        if not path.is_dir():
+            files.append(path)
+        elif (path / "report.json").exists():
+            files.append(path / "report.json")
+        else:
+            found = sorted(path.glob("*/report.json"))
+            if not found:
+                raise InputDataError(f"no report.json in {path} nor in its subfolders")
+            files.extend(found)
+    return files
+
+
+def _read_json(file: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(file.read_text())
+    except OSError as error:
+        raise InputDataError(f"cannot read {file}: {error.strerror}") from None
+    except json.JSONDecodeError as error:
+        raise InputDataError(f"{file} is not a corrmon report (invalid JSON: {error})") from None
+    if not isinstance(document, dict):
+        raise InputDataError(f"{file} is not a corrmon report (not a JSON object)")
+    return document
 
 
 @click.command("demo")
