@@ -21,6 +21,7 @@ _COMMANDS: dict[str, str] = {
     "explain": "dagster_corrmon.cli.incidents_cmd:explain_command",
     "simulate": "dagster_corrmon.cli.scenario_cmd:simulate_command",
     "score": "dagster_corrmon.cli.scenario_cmd:score_command",
+    "generate": "dagster_corrmon.cli.scenario_cmd:generate_command",
     "scenario-schema": "dagster_corrmon.cli.scenario_cmd:scenario_schema_command",
     "backtest": "dagster_corrmon.cli.backtest_cmd:backtest_command",
     "demo": "dagster_corrmon.cli.scenario_cmd:demo_command",

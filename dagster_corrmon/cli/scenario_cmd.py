@@ -146,6 +146,37 @@ def _read_json(file: Path) -> dict[str, Any]:
     return document
 
 
+@click.command("generate")
+@click.argument("spec", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--n", "count", type=int, default=20, show_default=True, help="Scenarios to draw.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click.option(
+    "--lead",
+    type=int,
+    default=8,
+    show_default=True,
+    help="Clean scored partitions before the first injection (the engine's min_reference).",
+)
+@click.option(
+    "--body", type=int, default=8, show_default=True, help="Partitions where injections start."
+)
+def generate_command(  # noqa: PLR0917 — click passes every option positionally
+    spec: Path, count: int, seed: int, out_dir: Path, lead: int, body: int
+) -> None:
+    """Draw N seeded scenarios over the pipeline SPEC into OUT, with counterfactual truth.
+
+    Each OUT/<name>.yaml runs unchanged with `corrmon simulate`; OUT/manifest.json holds every
+    scenario's strata (kind, importance tier, magnitude, duration) and measured metric loss.
+    """
+    from dagster_corrmon.scenarios.generate import generate
+
+    if not spec.exists():
+        raise ConfigError(f"pipeline spec {spec} does not exist")
+    generate(spec, n=count, seed=seed, out_dir=out_dir, lead=lead, body=body, progress=_echo)
+    click.echo(f"manifest: {out_dir / 'manifest.json'}")
+
+
 @click.command("demo")
 @click.option(
     "--out",
