@@ -50,12 +50,22 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/corrmon demo --out $(DAGSTER_HOME)/demo
 
 SCENARIOS ?= $(wildcard dagster_corrmon/scenarios/builtin/*.yaml)
+GENERATED_SPEC ?= dagster_corrmon/examples/seattle/seattle_weather.yaml
+GENERATED_N ?= 4
+# The built-in suite, then a generated subset (a few minutes each on 2 cores): the generalization
+# table of docs/scenarios.md on GENERATED_N scenarios drawn over GENERATED_SPEC.
 scenarios: install
 	@for scenario in $(SCENARIOS); do \
 		name=$$(basename $$scenario .yaml); \
 		$(VENV)/bin/corrmon simulate $$scenario --out .scenarios/$$name || exit 1; \
 	done
-	$(VENV)/bin/corrmon score .scenarios/*/
+	$(VENV)/bin/corrmon score $(foreach s,$(SCENARIOS),.scenarios/$(basename $(notdir $(s))))
+	$(VENV)/bin/corrmon generate $(GENERATED_SPEC) --n $(GENERATED_N) --seed 0 --out .scenarios/generated/specs
+	@for scenario in .scenarios/generated/specs/*.yaml; do \
+		name=$$(basename $$scenario .yaml); \
+		$(VENV)/bin/corrmon simulate $$scenario --out .scenarios/generated/runs/$$name || exit 1; \
+	done
+	$(VENV)/bin/corrmon score .scenarios/generated/runs --labels .scenarios/generated/specs/manifest.json --table
 
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml
