@@ -281,3 +281,39 @@ def test_score_prefers_the_top_causes_confidence_and_groups_by_strata() -> None:
     assert rows[0]["false_consequential_on_controls"] == 0 and rows[1]["detection_rate"] == 1.0
     assert rows[1]["calibration"]["brier"] == pytest.approx(0.16)  # (0.6 - 1)²
     assert "| flights | weekly | null_spike | top | 1 | 1.00 |" in format_generalization_table(rows)
+
+
+def test_score_command_prints_the_generalization_table_from_a_runs_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dagster_corrmon.cli.main import main
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = 0
+        try:
+            main(list(argv))
+        except SystemExit as exit_:
+            code = int(exit_.code or 0)
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    right = {"rank": 1, "asset": "raw_schedule", "column": "dest", "score": 0.7}
+    (tmp_path / "runs" / "probe").mkdir(parents=True)
+    (tmp_path / "runs" / "probe" / "report.json").write_text(json.dumps(_report([right])))
+    labels = {
+        "scenarios": {
+            "probe": {"dataset": "flights", "cadence": "weekly", "tiers": {"x": "middle"}}
+        }
+    }
+    (tmp_path / "manifest.json").write_text(json.dumps(labels))
+    code, out, _ = run(
+        "score", str(tmp_path / "runs"), "--labels", str(tmp_path / "manifest.json"), "--table"
+    )
+    assert code == 0
+    assert "| flights | weekly | null_spike | middle | 1 | 1.00 | 1.00 | 0.0 | 1.00 |" in out
+    assert "| (0.6, 0.7] | 1 | 0.70 | 1.00 |" in out
+    code, _, err = run("score", str(tmp_path / "manifest.json").replace("manifest", "nothing"))
+    assert code == 2 and err.startswith("corrmon: error: cannot read")
+    (tmp_path / "empty").mkdir()
+    code, _, err = run("score", str(tmp_path / "empty"))
+    assert code == 2 and "no report.json in" in err
