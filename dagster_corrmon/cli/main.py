@@ -22,6 +22,7 @@ _COMMANDS: dict[str, str] = {
     "simulate": "dagster_corrmon.cli.scenario_cmd:simulate_command",
     "score": "dagster_corrmon.cli.scenario_cmd:score_command",
     "generate": "dagster_corrmon.cli.scenario_cmd:generate_command",
+    "evaluate": "dagster_corrmon.cli.scenario_cmd:evaluate_command",
     "scenario-schema": "dagster_corrmon.cli.scenario_cmd:scenario_schema_command",
     "backtest": "dagster_corrmon.cli.backtest_cmd:backtest_command",
     "demo": "dagster_corrmon.cli.scenario_cmd:demo_command",

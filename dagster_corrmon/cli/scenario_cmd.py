@@ -177,6 +177,39 @@ def generate_command(  # noqa: PLR0917 — click passes every option positionall
     click.echo(f"manifest: {out_dir / 'manifest.json'}")
 
 
+@click.command("evaluate")
+@click.option(
+    "--specs",
+    default="all",
+    show_default=True,
+    help="'all' (every example spec) or comma-separated pipeline spec paths.",
+)
+@click.option("--n", "count", type=int, default=20, show_default=True, help="Scenarios per spec.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click.option(
+    "--full",
+    type=int,
+    default=2,
+    show_default=True,
+    help="Scenarios per spec also run through the full `corrmon simulate` path and compared.",
+)
+def evaluate_command(specs: str, count: int, seed: int, out_dir: Path, full: int) -> None:
+    """Generate N scenarios per spec, score the engine on them on the fast path (no Dagster run
+    per partition), and check a stratified subset against the full simulation.
+
+    Then: corrmon score OUT/runs --table.
+    """
+    from dagster_corrmon.scenarios.evaluate import evaluate, resolve_specs
+
+    agreement = evaluate(
+        resolve_specs(specs), n=count, seed=seed, out_dir=out_dir, full=full, progress=_echo
+    )
+    agreed = sum(1 for entry in agreement.values() if entry["agree"])
+    click.echo(f"fast and full paths agree on {agreed}/{len(agreement)} subset scenario(s)")
+    click.echo(f"reports: {out_dir / 'runs'} (corrmon score {out_dir / 'runs'} --table)")
+
+
 @click.command("demo")
 @click.option(
     "--out",
