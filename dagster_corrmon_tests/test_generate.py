@@ -42,6 +42,8 @@ def test_tiers_split_the_models_features_by_importance_rank(seattle) -> None:
     ]
     assert {t.source for t in targets} == {"daily"}
     assert "temp_max" not in {t.column for t in targets}  # the label is never a target
+    # nor the row key / time column (``month`` derives from ``date``: corrupting it un-joins rows)
+    assert "date" not in {t.column for t in targets} and "month" in model.feature_importances
     assert {t.feature: t.numeric for t in targets}["weather"] is False
 
 

@@ -93,8 +93,10 @@ from dagster_corrmon.scenarios.simulate import (
     build_report,
     default_metric,
     instance_yaml,
+    interrupt_latch,
     monitored_model,
     retrain_policy,
+    stop_if_interrupted,
 )
 from dagster_corrmon.scenarios.spec import ScenarioSpec
 from dagster_corrmon.store import CorrmonStore
@@ -481,7 +483,11 @@ def simulate_fast(
     partitions_def = build_partitions_def(spec)
     all_keys = list(partitions_def.get_partition_keys())
 
-    with _dagster_home(home), dg.DagsterInstance.from_config(str(home)) as instance:
+    with (
+        _dagster_home(home),
+        interrupt_latch(),
+        dg.DagsterInstance.from_config(str(home)) as instance,
+    ):
         pipeline = _Pipeline(
             spec, instance=instance, resource=resource, defs=defs, buggy_defs=buggy_defs
         )
@@ -523,6 +529,7 @@ def simulate_fast(
                     partition_key=partition,
                     raise_on_error=False,
                 )
+                stop_if_interrupted(result)
                 if not result.success:
                     state.failed_runs.append(
                         {

@@ -100,11 +100,18 @@ def feature_targets(spec: PipelineSpec, model: ModelArtifact) -> list[Target]:
     size = max(1, -(-len(ranked) // 3))
     tier_of = {feature: TIERS[min(index // size, 2)] for index, (feature, _) in enumerate(ranked)}
     numeric = set(spec.features.numeric) | set(spec.features.derived)
+    # The row key and the feeds' time columns identify rows and partitions: corrupting them is
+    # another defect than a corrupted feature (rows stop joining their labels).
+    identity = set(spec.row_key) | {s.time_column for s in spec.sources if s.time_column}
     best: dict[tuple[str, str], Target] = {}
     for feature, importance in ranked:
         for source, column in model.feature_sources.get(feature, ()):
             key = (source, column)
-            if key in best or (source == spec.target_source.name and column == spec.target.column):
+            if (
+                key in best
+                or column in identity
+                or (source == spec.target_source.name and column == spec.target.column)
+            ):
                 continue
             best[key] = Target(
                 source=source,
