@@ -92,10 +92,11 @@ from dagster_corrmon.scenarios.simulate import (
     _tick,  # pyright: ignore[reportPrivateUsage]
     build_report,
     default_metric,
-    instance_yaml,
     interrupt_latch,
     monitored_model,
     retrain_policy,
+    scoring_partition_keys,
+    simulation_home,
     stop_if_interrupted,
 )
 from dagster_corrmon.scenarios.spec import ScenarioSpec
@@ -443,10 +444,7 @@ def simulate_fast(
     """Simulate ``spec`` on the fast path; write and return ``OUT/report.json`` (same schema)."""
     started = time.perf_counter()
     out_dir = out_dir.resolve()
-    home = out_dir / "dagster_home"
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text(instance_yaml(home))
-    database_url = f"sqlite:///{home / 'corrmon.db'}"
+    home, database_url = simulation_home(out_dir)
     resource = CorrmonResource(database_url=database_url)
     keys = pipeline_keys(spec)
     metric = default_metric(spec)
@@ -499,14 +497,7 @@ def simulate_fast(
             corrmon_defs,
         )
         training_keys = training_partition_keys(spec, partitions_def)
-        first = spec.simulation.start or _date(training_keys[-1]) + dt.timedelta(days=1)
-        scoring_keys = [
-            k
-            for k in all_keys
-            if _date(k) >= first
-            and k not in training_keys
-            and (spec.simulation.end is None or _date(k) < spec.simulation.end)
-        ][:max_partitions]
+        scoring_keys = scoring_partition_keys(spec, all_keys, training_keys, max_partitions)
         progress(f"fast-simulating {spec.name}: {len(scoring_keys)} partitions into {out_dir}")
         for name in keys.static_sources:
             pipeline.raw(name, None)
