@@ -54,12 +54,19 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/corrmon demo --out $(DAGSTER_HOME)/demo
 
 SCENARIOS ?= $(wildcard dagster_corrmon/scenarios/builtin/*.yaml)
+GENERATED_SPECS ?= dagster_corrmon/examples/seattle/seattle_weather.yaml
+GENERATED_N ?= 8
+# The built-in suite, then a generated subset on the fast path (one scenario per spec also through
+# the full simulation, compared): the generalization table of docs/scenarios.md, on GENERATED_N
+# scenarios per spec of GENERATED_SPECS (`all` for every example spec: a benchmark, not a target).
 scenarios: install
 	@for scenario in $(SCENARIOS); do \
 		name=$$(basename $$scenario .yaml); \
 		$(VENV)/bin/corrmon simulate $$scenario --out .scenarios/$$name || exit 1; \
 	done
-	$(VENV)/bin/corrmon score .scenarios/*/
+	$(VENV)/bin/corrmon score $(foreach s,$(SCENARIOS),.scenarios/$(basename $(notdir $(s))))
+	$(VENV)/bin/corrmon evaluate --specs $(GENERATED_SPECS) --n $(GENERATED_N) --seed 0 --full 1 --out .scenarios/generated
+	$(VENV)/bin/corrmon score .scenarios/generated/runs --table
 
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml

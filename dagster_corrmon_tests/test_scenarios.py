@@ -187,3 +187,133 @@ def test_score_checks_classification_detection_window_and_retrain() -> None:
     report["expect"]["retrain"] = "sometimes"
     with pytest.raises(InputDataError, match=r"expect\.retrain"):
         score_report(report)
+
+
+def test_score_counts_a_detection_only_inside_the_injections_window() -> None:
+    right = {"rank": 1, "asset": "raw_schedule", "column": "dest", "score": 0.8}
+    report = _report([right], detected="2013-06-23")  # 6 weeks after a 2-week injection
+    report["injected"][0]["end"] = "2013-05-19"
+    score = score_report(report)
+    assert score.missed == ["x"] and score.top1 == 0  # long after the window: not a detection
+    report["incidents"][0]["detected_partition"] = "2013-05-26"  # end + detect_within (1)
+    score = score_report(report)
+    assert (score.missed, score.detection_delays, score.late) == ([], [2], ["x: 2 partition(s)"])
+    assert score.episodes[0].on_time is False and score.episodes[0].detected_as == "incident"
+    report["expect"]["incidents"][0]["detect_within"] = 0
+    assert score_report(report).missed == ["x"]  # the window ends at the injection's end
+
+
+def test_score_reads_at_risk_incidents_as_such_for_non_consequential_defects() -> None:
+    right = {"rank": 1, "asset": "raw_schedule", "column": "dest", "score": 1.0}
+    report = _report([right])
+    report["expect"]["incidents"][0].update(consequential=False, detect_within=0)
+    # only a consequential performance incident: missed (no at-risk) and a false alarm
+    score = score_report(report)
+    assert score.missed == ["x"] and score.episodes[0].false_consequential is True
+    risk = {
+        "id": "risk-1",
+        "provisional": True,
+        "consequential": False,
+        "classification": "data_fault",
+        "onset_partition": "2013-05-12",
+        "detected_partition": None,
+        "causes": [right],
+        "affected_runs": [],
+    }
+    report["incidents"].append(risk)
+    episode = score_report(report).episodes[0]
+    assert (episode.detected_as, episode.delay, episode.on_time, episode.top1) == (
+        "at_risk",
+        0,
+        True,
+        True,
+    )
+    assert episode.false_consequential is True  # the consequential one is still a false alarm
+    report["incidents"][0]["consequential"] = False
+    summary = summarize([score_report(report)])
+    assert summary["at_risk_rate"] == 1.0 and summary["false_consequential_on_defects"] == 0
+    assert summary["detection_rate"] is None  # no consequential episode to detect
+
+
+def test_score_counts_incidents_per_episode() -> None:
+    right = {"rank": 1, "asset": "raw_schedule", "column": "dest"}
+    report = _report([right])
+    second = {**report["incidents"][0], "id": "inc-2", "detected_partition": "2013-06-02"}
+    report["incidents"].append(second)
+    score = score_report(report)
+    assert score.episodes[0].incidents == 2 and score.detection_delays == [0]
+    assert summarize([score])["incidents_per_episode"] == 2.0
+
+
+def test_calibration_matches_scikit_learn() -> None:
+    import numpy as np
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import brier_score_loss
+
+    from dagster_corrmon.scenarios.score import calibration
+
+    rng = np.random.default_rng(3)
+    confidence = rng.random(300)
+    confidence[:5] = [0.0, 0.1, 0.5, 0.9, 1.0]  # bin edges
+    right = rng.random(300) < confidence**2
+    table = calibration(list(zip(confidence.tolist(), right.tolist(), strict=True)))
+    accuracy, mean_confidence = calibration_curve(right, confidence, n_bins=10)
+    assert [row["accuracy"] for row in table["deciles"]] == pytest.approx(accuracy)
+    assert [row["mean_confidence"] for row in table["deciles"]] == pytest.approx(mean_confidence)
+    assert table["brier"] == pytest.approx(brier_score_loss(right, confidence))
+    assert table["max_gap"] == pytest.approx(np.max(np.abs(accuracy - mean_confidence)))
+
+
+def test_score_prefers_the_top_causes_confidence_and_groups_by_strata() -> None:
+    from dagster_corrmon.scenarios.score import format_generalization_table, generalization_rows
+
+    right = {"rank": 1, "asset": "raw_schedule", "column": "dest", "score": 0.9, "confidence": 0.6}
+    report = _report([right])
+    report["labels"] = {"dataset": "flights", "cadence": "weekly", "tiers": {"x": "top"}}
+    control = _report([], control=True)
+    control["injected"] = []
+    control["incidents"] = []
+    control["labels"] = {"dataset": "flights", "cadence": "weekly"}
+    scores = [score_report(report), score_report(control)]
+    assert scores[0].episodes[0].confidence == 0.6
+    rows = generalization_rows(scores)
+    assert [(r["kind"], r["tier"]) for r in rows] == [("control", "-"), ("null_spike", "top")]
+    assert rows[0]["false_consequential_on_controls"] == 0 and rows[1]["detection_rate"] == 1.0
+    assert rows[1]["calibration"]["brier"] == pytest.approx(0.16)  # (0.6 - 1)²
+    assert "| flights | weekly | null_spike | top | 1 | 1.00 |" in format_generalization_table(rows)
+
+
+def test_score_command_prints_the_generalization_table_from_a_runs_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dagster_corrmon.cli.main import main
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = 0
+        try:
+            main(list(argv))
+        except SystemExit as exit_:
+            code = int(exit_.code or 0)
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    right = {"rank": 1, "asset": "raw_schedule", "column": "dest", "score": 0.7}
+    (tmp_path / "runs" / "probe").mkdir(parents=True)
+    (tmp_path / "runs" / "probe" / "report.json").write_text(json.dumps(_report([right])))
+    labels = {
+        "scenarios": {
+            "probe": {"dataset": "flights", "cadence": "weekly", "tiers": {"x": "middle"}}
+        }
+    }
+    (tmp_path / "manifest.json").write_text(json.dumps(labels))
+    code, out, _ = run(
+        "score", str(tmp_path / "runs"), "--labels", str(tmp_path / "manifest.json"), "--table"
+    )
+    assert code == 0
+    assert "| flights | weekly | null_spike | middle | 1 | 1.00 | 1.00 | 0.0 | 1.00 |" in out
+    assert "| (0.6, 0.7] | 1 | 0.70 | 1.00 |" in out
+    code, _, err = run("score", str(tmp_path / "manifest.json").replace("manifest", "nothing"))
+    assert code == 2 and err.startswith("corrmon: error: cannot read")
+    (tmp_path / "empty").mkdir()
+    code, _, err = run("score", str(tmp_path / "empty"))
+    assert code == 2 and "no report.json in" in err

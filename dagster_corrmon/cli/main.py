@@ -69,6 +69,14 @@ _COMMANDS: dict[str, _Command] = {
         "dagster_corrmon.cli.scenario_cmd:demo_command",
         "The flights demo: a simulated year with injected incidents, explained; then the UI.",
     ),
+    "generate": _Command(
+        "dagster_corrmon.cli.scenario_cmd:generate_command",
+        "Draw N seeded scenarios over the pipeline SPEC into OUT, with counterfactual truth.",
+    ),
+    "evaluate": _Command(
+        "dagster_corrmon.cli.scenario_cmd:evaluate_command",
+        "Score the engine on N generated scenarios per spec, on the fast path and a full subset.",
+    ),
     "dashboard": _Command(
         "dagster_corrmon.cli.dashboard_cmd:dashboard_command",
         "One offline HTML page of each model's metric, incidents, drift and upstream events.",

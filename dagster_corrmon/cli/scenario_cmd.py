@@ -3,6 +3,7 @@
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -59,39 +60,156 @@ def scenario_json_schema() -> dict[str, object]:
 @click.command("score")
 @click.argument("reports", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table")
-def score_command(reports: tuple[Path, ...], output_format: str) -> None:
+@click.option(
+    "--table",
+    "generalization",
+    is_flag=True,
+    help="Print the generalization table (dataset × cadence × kind × importance tier) and the "
+    "calibration table instead of the per-scenario one.",
+)
+@click.option(
+    "--labels",
+    "labels_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="The manifest.json of `corrmon generate`: strata of reports that carry none.",
+)
+def score_command(
+    reports: tuple[Path, ...], output_format: str, generalization: bool, labels_file: Path | None
+) -> None:
     """Score simulation output folders (or report.json files) against their expectations.
 
     Beside corrmon's numbers: Evidently's dataset-drift alarm and a NannyML-style correlation
-    ranking, computed on the signals recorded in each folder's dagster_home/corrmon.db.
+    ranking, computed on the signals recorded in each folder's dagster_home/corrmon.db. A folder
+    without report.json is searched for reports one level down (a `corrmon evaluate` output).
     """
     from dagster_corrmon.scenarios.score import (
+        format_calibration,
+        format_generalization_table,
         format_summary,
+        generalization_rows,
         load_baseline_history,
         score_report,
         summarize,
     )
 
+    labels = _read_json(labels_file).get("scenarios", {}) if labels_file else {}
     scores = []
-    for path in reports:
-        file = path / "report.json" if path.is_dir() else path
-        try:
-            report = json.loads(file.read_text())
-        except OSError as error:
-            raise InputDataError(f"cannot read report {file}: {error.strerror}") from None
-        except json.JSONDecodeError as error:
-            raise InputDataError(
-                f"{file} is not a corrmon report (invalid JSON: {error})"
-            ) from None
+    for file in _report_files(reports):
+        report = _read_json(file)
+        if not report.get("labels") and report.get("scenario") in labels:
+            report["labels"] = labels[report["scenario"]]
         history, note = load_baseline_history(file.parent, report)
         score = score_report(report, history=history)
         score.baselines_note = note
         scores.append(score)
     summary = summarize(scores)
-    if output_format == "json":
+    if generalization:
+        rows = generalization_rows(scores)
+        if output_format == "json":
+            click.echo(json.dumps({"rows": rows, "calibration": summary["calibration"]}, indent=2))
+        else:
+            click.echo(format_generalization_table(rows))
+            click.echo("")
+            click.echo(format_calibration(summary["calibration"]))
+    elif output_format == "json":
         click.echo(json.dumps(summary, indent=2))
     else:
         click.echo(format_summary(summary))
+
+
+def _report_files(paths: tuple[Path, ...]) -> list[Path]:
+    """``report.json`` of each folder (or of its subfolders), or the files as given."""
+    files: list[Path] = []
+    for path in paths:
+        if not path.is_dir():
+            files.append(path)
+        elif (path / "report.json").exists():
+            files.append(path / "report.json")
+        else:
+            found = sorted(path.glob("*/report.json"))
+            if not found:
+                raise InputDataError(f"no report.json in {path} nor in its subfolders")
+            files.extend(found)
+    return files
+
+
+def _read_json(file: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(file.read_text())
+    except OSError as error:
+        raise InputDataError(f"cannot read {file}: {error.strerror}") from None
+    except json.JSONDecodeError as error:
+        raise InputDataError(f"{file} is not a corrmon report (invalid JSON: {error})") from None
+    if not isinstance(document, dict):
+        raise InputDataError(f"{file} is not a corrmon report (not a JSON object)")
+    return document
+
+
+@click.command("generate")
+@click.argument("spec", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--n", "count", type=int, default=20, show_default=True, help="Scenarios to draw.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click.option(
+    "--lead",
+    type=int,
+    default=8,
+    show_default=True,
+    help="Clean scored partitions before the first injection (the engine's min_reference).",
+)
+@click.option(
+    "--body", type=int, default=8, show_default=True, help="Partitions where injections start."
+)
+def generate_command(  # noqa: PLR0917 — click passes every option positionally
+    spec: Path, count: int, seed: int, out_dir: Path, lead: int, body: int
+) -> None:
+    """Draw N seeded scenarios over the pipeline SPEC into OUT, with counterfactual truth.
+
+    Each OUT/<name>.yaml runs unchanged with `corrmon simulate`; OUT/manifest.json holds every
+    scenario's strata (kind, importance tier, magnitude, duration) and measured metric loss.
+    """
+    from dagster_corrmon.scenarios.generate import generate
+
+    if not spec.exists():
+        raise ConfigError(f"pipeline spec {spec} does not exist")
+    generate(spec, n=count, seed=seed, out_dir=out_dir, lead=lead, body=body, progress=_echo)
+    click.echo(f"manifest: {out_dir / 'manifest.json'}")
+
+
+@click.command("evaluate")
+@click.option(
+    "--specs",
+    default="all",
+    show_default=True,
+    help="'all' (every example spec) or comma-separated pipeline spec paths.",
+)
+@click.option("--n", "count", type=int, default=20, show_default=True, help="Scenarios per spec.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click.option(
+    "--full",
+    type=int,
+    default=2,
+    show_default=True,
+    help="Scenarios per spec also run through the full `corrmon simulate` path and compared.",
+)
+def evaluate_command(specs: str, count: int, seed: int, out_dir: Path, full: int) -> None:
+    """Score the engine on N generated scenarios per spec, on the fast path and a full subset.
+
+    The fast path runs no Dagster run per partition; a stratified subset also runs through the
+    full simulation and is checked against it.
+
+    Then: corrmon score OUT/runs --table.
+    """
+    from dagster_corrmon.scenarios.evaluate import evaluate, resolve_specs
+
+    agreement = evaluate(
+        resolve_specs(specs), n=count, seed=seed, out_dir=out_dir, full=full, progress=_echo
+    )
+    agreed = sum(1 for entry in agreement.values() if entry["agree"])
+    click.echo(f"fast and full paths agree on {agreed}/{len(agreement)} subset scenario(s)")
+    click.echo(f"reports: {out_dir / 'runs'} (corrmon score {out_dir / 'runs'} --table)")
 
 
 @click.command("demo")

@@ -507,7 +507,6 @@ def _predictions_asset(
     computed = code_version(
         "predictions", spec.scoring.model_dump(mode="json"), spec.evaluation.decision_threshold
     )
-    deterministic = [*spec.row_key, SCORE, PREDICTION, ERROR, MODEL_VERSION_COLUMN]
     feature_columns = list(spec.features.columns)
 
     @dg.asset(
@@ -525,13 +524,7 @@ def _predictions_asset(
     def _predictions(
         context: dg.AssetExecutionContext, features: pd.DataFrame, model: ModelArtifact
     ) -> dg.MaterializeResult:
-        scored = model.score_in_requests(features, batch_size=spec.scoring.batch_size)
-        frame = features.loc[:, list(spec.row_key)].reset_index(drop=True)
-        frame[SCORE] = scored.scores
-        frame[PREDICTION] = model.predict(scored.scores)
-        frame[LATENCY_MS] = scored.latency_ms
-        frame[ERROR] = scored.error
-        frame[MODEL_VERSION_COLUMN] = model.version
+        frame, scored = prediction_frame(spec, features, model)
         for message in scored.error_messages:
             context.log.warning(f"scoring request failed: {message}")
         metadata = _table_metadata(frame)
@@ -554,7 +547,7 @@ def _predictions_asset(
         return dg.MaterializeResult(
             value=frame,
             metadata=metadata,
-            data_version=dg.DataVersion(frame_data_version(frame, columns=deterministic)),
+            data_version=dg.DataVersion(prediction_data_version(spec, frame)),
         )
 
     return _predictions
@@ -582,7 +575,6 @@ def _evaluation_asset(
         spec.row_key,
     )
     target_key = keys.raw[spec.target_source.name]
-    deterministic = [*spec.row_key, SCORE, PREDICTION, LABEL, ERROR]
     task_metrics = [m for m in spec.metrics if not m.startswith("latency") and m != "error_rate"]
     serving_metrics = [m for m in spec.metrics if m not in task_metrics]
 
@@ -611,9 +603,7 @@ def _evaluation_asset(
     def _evaluation(
         context: dg.AssetExecutionContext, predictions: pd.DataFrame, labels_feed: pd.DataFrame
     ) -> dg.MaterializeResult:
-        labels = label_frame(spec, labels_feed).rename(columns={LABEL_COLUMN: LABEL})
-        frame = predictions.merge(labels, on=list(spec.row_key), how="left", sort=False)
-        frame = frame.loc[:, [*spec.row_key, SCORE, PREDICTION, LABEL, LATENCY_MS, ERROR]]
+        frame = evaluation_frame(spec, predictions, labels_feed)
         metadata = _table_metadata(frame)
         metadata.update(_window_metadata(context))
         labelled = frame[LABEL].notna().to_numpy() & np.isfinite(frame[SCORE].to_numpy(float))
@@ -657,7 +647,41 @@ def _evaluation_asset(
         return dg.MaterializeResult(
             value=frame,
             metadata=metadata,
-            data_version=dg.DataVersion(frame_data_version(frame, columns=deterministic)),
+            data_version=dg.DataVersion(evaluation_data_version(spec, frame)),
         )
 
     return _evaluation
+
+
+def prediction_frame(
+    spec: PipelineSpec, features: pd.DataFrame, model: ModelArtifact
+) -> tuple[pd.DataFrame, Any]:
+    """The predictions asset's value for a features batch, and the timed scoring behind it."""
+    scored = model.score_in_requests(features, batch_size=spec.scoring.batch_size)
+    frame = features.loc[:, list(spec.row_key)].reset_index(drop=True)
+    frame[SCORE] = scored.scores
+    frame[PREDICTION] = model.predict(scored.scores)
+    frame[LATENCY_MS] = scored.latency_ms
+    frame[ERROR] = scored.error
+    frame[MODEL_VERSION_COLUMN] = model.version
+    return frame, scored
+
+
+def prediction_data_version(spec: PipelineSpec, frame: pd.DataFrame) -> str:
+    """Predictions' data version: what they say, not how long they took (latency varies)."""
+    return frame_data_version(
+        frame, columns=[*spec.row_key, SCORE, PREDICTION, ERROR, MODEL_VERSION_COLUMN]
+    )
+
+
+def evaluation_frame(
+    spec: PipelineSpec, predictions: pd.DataFrame, labels_feed: pd.DataFrame
+) -> pd.DataFrame:
+    """The evaluation asset's value: the predictions joined with their labels."""
+    labels = label_frame(spec, labels_feed).rename(columns={LABEL_COLUMN: LABEL})
+    frame = predictions.merge(labels, on=list(spec.row_key), how="left", sort=False)
+    return frame.loc[:, [*spec.row_key, SCORE, PREDICTION, LABEL, LATENCY_MS, ERROR]]
+
+
+def evaluation_data_version(spec: PipelineSpec, frame: pd.DataFrame) -> str:
+    return frame_data_version(frame, columns=[*spec.row_key, SCORE, PREDICTION, LABEL, ERROR])

@@ -100,6 +100,102 @@ def restore_column(
     return out
 
 
+def labelled_rows(spec: PipelineSpec, features: object, evaluation: object) -> pd.DataFrame | None:
+    """A partition's features with the labels its evaluation joined (labelled rows only)."""
+    if not isinstance(features, pd.DataFrame) or not isinstance(evaluation, pd.DataFrame):
+        return None
+    merged = features.merge(
+        evaluation.loc[:, [*spec.row_key, LABEL]], on=list(spec.row_key), how="inner"
+    )
+    return pd.DataFrame(merged[merged[LABEL].notna()])
+
+
+def repair_function(
+    spec: PipelineSpec,
+    partition_keys: Sequence[str],
+    *,
+    metric: str,
+    seed: int,
+    stored_model: Callable[[], ModelArtifact | None],
+    load: Callable[[Sequence[str]], Mapping[str, pd.DataFrame | None]],
+    scoring_versions: Callable[[Sequence[str]], Mapping[str, str | None]],
+) -> RepairFunction:
+    """The repair test over partitions read through ``load`` (``{partition: labelled rows}``,
+    :func:`labelled_rows`), by the model ``stored_model`` returns; ``scoring_versions`` says
+    which model version scored each partition. One call serves one correlation pass: partitions
+    are loaded once and the seeded generator advances across its requests."""
+    keys = pipeline_keys(spec)
+    order = {key: index for index, key in enumerate(partition_keys)}
+    metric_spec = METRICS[metric]
+    rng = np.random.default_rng(seed)
+    cache: dict[str, pd.DataFrame | None] = {}
+
+    def labelled(partition: str) -> pd.DataFrame | None:
+        # Every candidate's repair re-scores the same partitions: each is loaded once.
+        if partition not in cache:
+            prefetch([partition])
+        return cache.get(partition)
+
+    def prefetch(partitions: Sequence[str]) -> None:
+        wanted = [p for p in dict.fromkeys(partitions) if p in order and p not in cache]
+        if wanted:
+            cache.update(load(wanted))
+
+    versions: dict[str, str | None] = {}  # partition -> the model version that scored it
+
+    def value(artifact: ModelArtifact, frame: pd.DataFrame) -> float:
+        scores = artifact.score(frame)
+        labels = frame[LABEL].to_numpy(float)
+        finite = np.isfinite(scores)
+        if not finite.any():
+            return float("nan")
+        kwargs = {"threshold": artifact.threshold} if "threshold" in metric_spec.parameters else {}
+        return float(metric_spec.function(labels[finite], scores[finite], **kwargs))
+
+    degraded_values: dict[tuple[str, ...], float] = {}
+
+    def repair(request: RepairRequest) -> RepairOutcome | None:
+        artifact = stored_model()
+        if artifact is None:
+            return None
+        columns = columns_to_restore(request.candidate, artifact, keys)
+        if not columns:
+            return None
+        onset = order.get(request.onset_partition)
+        if onset is None:
+            return None
+        good_keys = [k for k in partition_keys[max(0, onset - GOOD_PARTITIONS) : onset]]
+        # Only what the stored model scored can be re-scored: after a retrain, the loss of
+        # partitions the previous model scored is not this model's to recover (measured with
+        # the new one, every candidate "recovered" it).
+        versions.update(scoring_versions([p for p in request.partitions if p not in versions]))
+        scored = [p for p in request.partitions if versions[p] in (None, artifact.version)]
+        prefetch([*good_keys, *scored])
+        donors = [f for f in (labelled(k) for k in good_keys) if f is not None and len(f)]
+        degraded = [f for f in (labelled(k) for k in scored) if f is not None]
+        degraded = [f for f in degraded if len(f)]
+        if not donors or not degraded:
+            return None
+        donor = pd.concat(donors, ignore_index=True)
+        frame = pd.concat(degraded, ignore_index=True)
+        if len(frame) > MAX_ROWS:
+            frame = frame.sample(MAX_ROWS, random_state=seed).reset_index(drop=True)
+        if request.partitions not in degraded_values:
+            degraded_values[request.partitions] = value(artifact, frame)
+        repaired = frame.copy()
+        for column in columns:
+            restored = restore_column(pd.Series(frame[column]), pd.Series(donor[column]), rng)
+            if restored is None:
+                return None  # nothing left to restore (the values are gone): no verdict
+            repaired[column] = restored
+        before, after = degraded_values[request.partitions], value(artifact, repaired)
+        if not (np.isfinite(before) and np.isfinite(after)):
+            return None
+        return RepairOutcome(repaired_value=after, degraded_value=before)
+
+    return repair
+
+
 def build_repair_provider(
     spec: PipelineSpec,
     definitions: Callable[[], dg.Definitions],
@@ -115,7 +211,6 @@ def build_repair_provider(
     """
     keys = pipeline_keys(spec)
     order = {key: index for index, key in enumerate(partition_keys)}
-    metric_spec = METRICS[metric]
 
     def provider(instance: dg.DagsterInstance) -> RepairFunction:
         defs = definitions()
@@ -136,102 +231,32 @@ def build_repair_provider(
                 loaded.append(artifact if isinstance(artifact, ModelArtifact) else None)
             return loaded[0]
 
-        rng = np.random.default_rng(seed)
-        cache: dict[str, pd.DataFrame | None] = {}
+        def load(partitions: Sequence[str]) -> dict[str, pd.DataFrame | None]:
+            features = load_partitions(loaders[-1], instance, keys.features, partitions, order)
+            evaluation = load_partitions(loaders[-1], instance, keys.evaluation, partitions, order)
+            return {p: labelled_rows(spec, features.get(p), evaluation.get(p)) for p in partitions}
 
-        def labelled(partition: str) -> pd.DataFrame | None:
-            # Every candidate's repair re-scores the same partitions: each is loaded once.
-            if partition not in cache:
-                prefetch([partition])
-            return cache.get(partition)
+        inner = repair_function(
+            spec,
+            partition_keys,
+            metric=metric,
+            seed=seed,
+            stored_model=stored_model,
+            load=load,
+            scoring_versions=lambda partitions: scoring_model_versions(
+                instance, keys.predictions, keys.model, partitions
+            ),
+        )
 
-        def prefetch(partitions: Sequence[str]) -> None:
-            wanted = [p for p in dict.fromkeys(partitions) if p in order and p not in cache]
-            if not wanted:
-                return
-            features = load_partitions(loaders[-1], instance, keys.features, wanted, order)
-            evaluation = load_partitions(loaders[-1], instance, keys.evaluation, wanted, order)
-            for partition in wanted:
-                cache[partition] = _merge_labels(features.get(partition), evaluation.get(partition))
-
-        versions: dict[str, str | None] = {}  # partition -> the model version that scored it
-
-        def _merge_labels(features: object, evaluation: object) -> pd.DataFrame | None:
-            if not isinstance(features, pd.DataFrame) or not isinstance(evaluation, pd.DataFrame):
-                return None
-            merged = features.merge(
-                evaluation.loc[:, [*spec.row_key, LABEL]], on=list(spec.row_key), how="inner"
-            )
-            return pd.DataFrame(merged[merged[LABEL].notna()])
-
-        def value(artifact: ModelArtifact, frame: pd.DataFrame) -> float:
-            scores = artifact.score(frame)
-            labels = frame[LABEL].to_numpy(float)
-            finite = np.isfinite(scores)
-            if not finite.any():
-                return float("nan")
-            kwargs = (
-                {"threshold": artifact.threshold} if "threshold" in metric_spec.parameters else {}
-            )
-            return float(metric_spec.function(labels[finite], scores[finite], **kwargs))
-
-        degraded_values: dict[tuple[str, ...], float] = {}
-
-        def repair(request: RepairRequest) -> RepairOutcome | None:
+        def repair(request: RepairRequest) -> RepairOutcome | float | None:
             # One loader per request: Dagster builds the IO manager's resources once for the
             # dozens of partitions a first request loads (load_asset_value builds them per value).
             with defs.get_asset_value_loader(instance) as loader:
                 loaders.append(loader)
                 try:
-                    return _repair(request)
+                    return inner(request)
                 finally:
                     loaders.pop()
-
-        def _repair(request: RepairRequest) -> RepairOutcome | None:
-            artifact = stored_model()
-            if artifact is None:
-                return None
-            columns = columns_to_restore(request.candidate, artifact, keys)
-            if not columns:
-                return None
-            onset = order.get(request.onset_partition)
-            if onset is None:
-                return None
-            good_keys = [k for k in partition_keys[max(0, onset - GOOD_PARTITIONS) : onset]]
-            # Only what the stored model scored can be re-scored: after a retrain, the loss of
-            # partitions the previous model scored is not this model's to recover (measured with
-            # the new one, every candidate "recovered" it).
-            versions.update(
-                scoring_model_versions(
-                    instance,
-                    keys.predictions,
-                    keys.model,
-                    [p for p in request.partitions if p not in versions],
-                )
-            )
-            scored = [p for p in request.partitions if versions[p] in (None, artifact.version)]
-            prefetch([*good_keys, *scored])
-            donors = [f for f in (labelled(k) for k in good_keys) if f is not None and len(f)]
-            degraded = [f for f in (labelled(k) for k in scored) if f is not None]
-            degraded = [f for f in degraded if len(f)]
-            if not donors or not degraded:
-                return None
-            donor = pd.concat(donors, ignore_index=True)
-            frame = pd.concat(degraded, ignore_index=True)
-            if len(frame) > MAX_ROWS:
-                frame = frame.sample(MAX_ROWS, random_state=seed).reset_index(drop=True)
-            if request.partitions not in degraded_values:
-                degraded_values[request.partitions] = value(artifact, frame)
-            repaired = frame.copy()
-            for column in columns:
-                restored = restore_column(pd.Series(frame[column]), pd.Series(donor[column]), rng)
-                if restored is None:
-                    return None  # nothing left to restore (the values are gone): no verdict
-                repaired[column] = restored
-            before, after = degraded_values[request.partitions], value(artifact, repaired)
-            if not (np.isfinite(before) and np.isfinite(after)):
-                return None
-            return RepairOutcome(repaired_value=after, degraded_value=before)
 
         return repair
 
@@ -420,6 +445,8 @@ __all__ = [
     "build_repair_provider",
     "build_rescoring_repair",
     "columns_to_restore",
+    "labelled_rows",
     "load_partitions",
+    "repair_function",
     "scoring_model_versions",
 ]

@@ -19,7 +19,7 @@ place that reads a simulation folder's store.
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,10 @@ class DriftTable:
     partitions: tuple[str, ...]
     statistics: Mapping[str, tuple[float | None, ...]]
     drifted: Mapping[str, tuple[bool | None, ...]]
+    # corrmon's own verdict (the check failed), beside Evidently's in ``drifted``
+    failed: Mapping[str, tuple[bool | None, ...]] = field(
+        default_factory=dict[str, tuple[bool | None, ...]]
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,6 +115,7 @@ def drift_table(signals: Iterable[Signal], partitions: Sequence[str]) -> DriftTa
     position = {key: index for index, key in enumerate(partitions)}
     statistics: dict[str, list[float | None]] = {}
     drifted: dict[str, list[bool | None]] = {}
+    failed: dict[str, list[bool | None]] = {}
     for signal in signals:
         if signal.kind is not SignalKind.DRIFT or signal.column is None:
             continue
@@ -121,13 +126,23 @@ def drift_table(signals: Iterable[Signal], partitions: Sequence[str]) -> DriftTa
         if column not in statistics:
             statistics[column] = [None] * len(partitions)
             drifted[column] = [None] * len(partitions)
+            failed[column] = [None] * len(partitions)
         statistics[column][index] = signal.value
         drifted[column][index] = _evidently_drifted(signal)
+        failed[column][index] = None if signal.passed is None else not signal.passed
     return DriftTable(
         partitions=tuple(partitions),
         statistics={column: tuple(values) for column, values in sorted(statistics.items())},
         drifted={column: tuple(values) for column, values in sorted(drifted.items())},
+        failed={column: tuple(values) for column, values in sorted(failed.items())},
     )
+
+
+def drift_false_fail_rate(table: DriftTable) -> float | None:
+    """Share of corrmon's per-column drift checks that failed, over every (column, partition)
+    judged: on a clean control every failure is a false one (``None``: nothing judged)."""
+    verdicts = [v for series in table.failed.values() for v in series if v is not None]
+    return sum(verdicts) / len(verdicts) if verdicts else None
 
 
 def drifted_shares(table: DriftTable) -> tuple[float | None, ...]:
@@ -334,6 +349,7 @@ __all__ = [
     "DriftTable",
     "RankedColumn",
     "correlation_ranking",
+    "drift_false_fail_rate",
     "drift_table",
     "drifted_shares",
     "evidently_alarms",

@@ -14,10 +14,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from dagster_corrmon.errors import InputDataError
 from dagster_corrmon.scenarios.baselines import (
     BaselineHistory,
     correlation_ranking,
+    drift_false_fail_rate,
     drifted_shares,
     evidently_alarms,
     first_alarm,
@@ -29,6 +32,30 @@ from dagster_corrmon.scenarios.baselines import (
 NOT_APPLICABLE = "n/a"
 
 UPSTREAM_CLASSES = frozenset({"data_fault", "upstream_failure", "code_change"})
+
+
+@dataclass
+class EpisodeScore:
+    """How one expected injection (an *episode*) was handled.
+
+    ``detected_as`` is ``"incident"`` (a performance incident detected inside the injection's
+    window), ``"at_risk"`` (only a provisional at-risk incident there) or ``None`` (missed).
+    ``confidence`` is the top cause's ``confidence`` when the report carries one, else its
+    ``score``; with ``top1`` it is one point of the calibration table.
+    """
+
+    injection: str
+    kind: str
+    consequential: bool
+    detected_as: str | None = None
+    delay: int | None = None
+    on_time: bool = False  # detected within ``detect_within`` partitions of the start
+    top1: bool = False
+    top3: bool = False
+    classification_ok: bool | None = None  # None: no classification expected
+    incidents: int = 0  # distinct incidents raised inside the window (one episode: one)
+    false_consequential: bool = False  # a non-consequential defect raised a consequential one
+    confidence: float | None = None
 
 
 @dataclass
@@ -47,9 +74,13 @@ class ScenarioScore:
     retrain_met: bool | None = None
     retrain_note: str | None = None
     control: bool = False
+    pure_control: bool = False  # a control with nothing injected at all
     false_consequential: int = 0
     annotation_precision: float | None = None
     annotation_recall: float | None = None
+    episodes: list[EpisodeScore] = field(default_factory=list[EpisodeScore])
+    drift_false_fail_rate: float | None = None  # pure controls only: failed drift checks' share
+    labels: dict[str, Any] = field(default_factory=dict[str, Any])  # generator's strata, if any
     evidently: "EvidentlyScore | None" = None
     nannyml: "NannymlScore | None" = None
     baselines_note: str | None = None  # why the baselines are missing, when they are
@@ -132,69 +163,110 @@ def load_baseline_history(
     return history, None
 
 
+def _last_index(partitions: Sequence[str], day: str | None) -> int:
+    """Index of the last partition at or before ``day`` (``None``: the last partition)."""
+    if day is None:
+        return len(partitions) - 1
+    last = -1
+    for index, key in enumerate(partitions):
+        if key[:10] <= day:
+            last = index
+    return last
+
+
+def _confidence(cause: Mapping[str, Any]) -> float | None:
+    value = cause.get("confidence", cause.get("score"))
+    return float(value) if isinstance(value, int | float) else None
+
+
 def score_report(
     report: Mapping[str, Any], *, history: BaselineHistory | None = None
 ) -> ScenarioScore:
-    """Top-1/top-3 attribution, detection delay, control false alarms, annotation quality.
+    """Detection, attribution, classification, episode identity and annotation, per injection.
+
+    An incident counts for an injection only when it is raised *inside* the injection's window:
+    from its first partition to its last plus ``detect_within`` (a persistent injection's window
+    runs to the end). A consequential injection is detected by a performance incident there, or
+    — when the defect left no metric (scoring broke) — by an at-risk incident. A
+    non-consequential one (``consequential: false``) must raise an at-risk incident and no
+    consequential one; a consequential incident in its window is a false alarm.
 
     With ``history`` (the same run's recorded signals, :func:`load_baseline_history`) the two
-    baselines are scored on it too.
+    baselines are scored on it too, and a pure control's drift false-fail rate is read from it.
     """
     score = ScenarioScore(scenario=str(report.get("scenario")))
+    score.labels = dict(report.get("labels") or {})
     if history is not None:
         score.evidently, score.nannyml = _score_baselines(report, history)
     expect = report.get("expect") or {}
     partitions: list[str] = list(report.get("partitions") or [])
     every = list(report.get("incidents", []))
     incidents = [i for i in every if not i.get("provisional")]
+    at_risk = [i for i in every if i.get("provisional")]
     injected = {item["id"]: item for item in report.get("injected", [])}
+    sources = report.get("feature_sources") or {}
     score.control = bool(expect.get("control"))
+    score.pure_control = score.control and not injected
     if score.control:
         score.false_consequential = sum(
             1
             for i in incidents
             if i.get("consequential") and i.get("classification") in UPSTREAM_CLASSES
         )
+    if score.pure_control and history is not None:
+        score.drift_false_fail_rate = drift_false_fail_rate(history.drift)
     precision_hits = precision_total = recall_hits = recall_total = 0
     for expected in expect.get("incidents", []):
         score.expected += 1
         target = injected[expected["injection"]]
+        consequential = bool(expected.get("consequential", True))
+        within = int(expected.get("detect_within", 1))
+        episode = EpisodeScore(
+            injection=expected["injection"],
+            kind=str(target.get("kind")),
+            consequential=consequential,
+        )
+        score.episodes.append(episode)
         start = _index(partitions, target["start"])
-        candidates = [
-            i
-            for i in incidents
-            if i.get("detected_partition") is not None
-            and _index(partitions, i["detected_partition"][:10]) >= start
-        ]
+        stop = _last_index(partitions, target.get("end")) + within
+
+        def inside(incident: Mapping[str, Any], *, start: int = start, stop: int = stop) -> bool:
+            when = _detected(incident)
+            return when is not None and start <= _index(partitions, when) <= stop
+
+        raised = [i for i in incidents if i.get("detected_partition") and inside(i)]
+        flagged = [i for i in at_risk if inside(i)]
+        if consequential:
+            candidates, episode.detected_as = (
+                (raised, "incident") if raised else (flagged, "at_risk")
+            )
+        else:
+            episode.false_consequential = any(i.get("consequential") for i in raised)
+            candidates, episode.detected_as = flagged, "at_risk"
         if not candidates:
-            # No performance incident (e.g. the defect broke scoring, so no metric exists): an
-            # *at-risk* incident raised from the upstream defect is the detection.
-            candidates = [
-                i
-                for i in every
-                if i.get("provisional")
-                and _detected(i) is not None
-                and _index(partitions, _detected(i) or "") >= start
-            ]
-        if not candidates:
+            episode.detected_as = None
             score.missed.append(expected["injection"])
             continue
+        episode.incidents = len(candidates)
         incident = min(candidates, key=lambda i: _index(partitions, _detected(i) or ""))
         causes = sorted(incident.get("causes", []), key=lambda c: c["rank"])
-        sources = report.get("feature_sources") or {}
-        if causes and _matches(causes[0], target, sources):
-            score.top1 += 1
-        if any(_matches(c, target, sources) for c in causes[:3]):
-            score.top3 += 1
+        episode.top1 = bool(causes) and _matches(causes[0], target, sources)
+        episode.top3 = any(_matches(c, target, sources) for c in causes[:3])
+        episode.confidence = _confidence(causes[0]) if causes else None
+        score.top1 += episode.top1
+        score.top3 += episode.top3
         delay = _index(partitions, _detected(incident) or "") - start
+        episode.delay = delay
+        episode.on_time = delay <= within
         score.detection_delays.append(delay)
-        if delay > int(expected.get("detect_within", 1)):
+        if not episode.on_time:
             score.late.append(f"{expected['injection']}: {delay} partition(s)")
         accepted = expected.get("classification")
         if accepted:
             score.classification_expected += 1
             got = incident.get("classification")
-            if got in accepted:
+            episode.classification_ok = got in accepted
+            if episode.classification_ok:
                 score.classified += 1
             else:
                 score.misclassified.append(
@@ -206,12 +278,12 @@ def score_report(
             for key, run in (report.get("scoring_runs") or {}).items()
             if target["start"] <= key[:10] <= end
         }
-        flagged = {
+        flagged_runs = {
             r["run_id"] for r in incident.get("affected_runs", []) if r.get("role") == "scoring"
         }
-        precision_hits += len(flagged & truth)
-        precision_total += len(flagged)
-        recall_hits += len(flagged & truth)
+        precision_hits += len(flagged_runs & truth)
+        precision_total += len(flagged_runs)
+        recall_hits += len(flagged_runs & truth)
         recall_total += len(truth)
     _score_retrain(score, expect.get("retrain"), report)
     if precision_total:
@@ -332,7 +404,91 @@ def summarize(scores: Sequence[ScenarioScore]) -> dict[str, Any]:
         ),
         "retrain_expectations": len(retrain),
         "retrain_expectations_met": sum(1 for s in retrain if s.retrain_met),
+        **episode_summary([e for s in scores for e in s.episodes]),
+        "pure_controls": sum(1 for s in scores if s.pure_control),
+        "false_consequential_on_pure_controls": sum(
+            s.false_consequential for s in scores if s.pure_control
+        ),
+        "drift_false_fail_rate": _mean(
+            [s.drift_false_fail_rate for s in scores if s.drift_false_fail_rate is not None]
+        ),
         "baselines": _summarize_baselines(scores),
+    }
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _share(flags: Sequence[bool]) -> float | None:
+    return sum(flags) / len(flags) if flags else None
+
+
+def episode_summary(episodes: Sequence[EpisodeScore]) -> dict[str, Any]:
+    """The strict per-episode numbers over a set of episodes (of any grouping).
+
+    Detection and on-time rates are over *consequential* episodes; the at-risk rate and the
+    false consequential count over non-consequential ones; incidents per episode over detected
+    ones. Top-1/top-3 and classification are over every detected episode.
+    """
+    consequential = [e for e in episodes if e.consequential]
+    benign = [e for e in episodes if not e.consequential]
+    detected = [e for e in episodes if e.detected_as is not None]
+    classified = [e.classification_ok for e in detected if e.classification_ok is not None]
+    delays = [e.delay for e in detected if e.delay is not None]
+    return {
+        "episodes": len(episodes),
+        "consequential_episodes": len(consequential),
+        "detection_rate": _share([e.detected_as is not None for e in consequential]),
+        "detected_by_incident_rate": _share([e.detected_as == "incident" for e in consequential]),
+        "on_time_rate": _share([e.on_time for e in consequential]),
+        "mean_delay": _mean([float(d) for d in delays]),
+        "episode_top1": _share([e.top1 for e in detected]),
+        "episode_top3": _share([e.top3 for e in detected]),
+        "episode_classification": _share(classified),
+        "incidents_per_episode": _mean([float(e.incidents) for e in detected]),
+        "non_consequential_episodes": len(benign),
+        "at_risk_rate": _share([e.detected_as == "at_risk" and e.on_time for e in benign]),
+        "false_consequential_on_defects": sum(e.false_consequential for e in benign),
+        "calibration": calibration(
+            [(e.confidence, e.top1) for e in detected if e.confidence is not None]
+        ),
+    }
+
+
+def calibration(points: Sequence[tuple[float, bool]], *, bins: int = 10) -> dict[str, Any]:
+    """Reliability of the top cause's confidence: per decile of confidence, how often the top
+    cause was right, and the Brier score ``mean((confidence - right)²)`` over all points.
+
+    Deciles are scikit-learn's ``calibration_curve(strategy="uniform")`` bins: ``[0, 0.1]``, then
+    ``(0.1, 0.2]`` … ``(0.9, 1]``; confidences outside [0, 1] are clipped. ``max_gap`` is the
+    largest |accuracy - mean confidence| over the non-empty deciles — within 0.1 reads as
+    calibrated.
+    """
+    confidence = np.clip(np.array([c for c, _ in points], dtype=float), 0.0, 1.0)
+    right = np.array([bool(r) for _, r in points], dtype=float)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    where = np.searchsorted(edges[1:-1], confidence)
+    table: list[dict[str, Any]] = []
+    for index in range(bins):
+        inside = where == index
+        if not inside.any():
+            continue
+        opening = "[" if index == 0 else "("
+        table.append(
+            {
+                "bin": f"{opening}{edges[index]:.1f}, {edges[index + 1]:.1f}]",
+                "n": int(inside.sum()),
+                "mean_confidence": float(confidence[inside].mean()),
+                "accuracy": float(right[inside].mean()),
+            }
+        )
+    gaps = [abs(row["accuracy"] - row["mean_confidence"]) for row in table]
+    return {
+        "points": len(points),
+        "brier": float(np.mean((confidence - right) ** 2)) if len(points) else None,
+        "max_gap": max(gaps) if gaps else None,
+        "deciles": table,
     }
 
 
@@ -422,6 +578,16 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         f"retrain expectations met {summary['retrain_expectations_met']}/"
         f"{summary['retrain_expectations']}"
     )
+    calibration_summary = summary["calibration"]
+    lines.append(
+        f"episodes {summary['episodes']}: detected {number(summary['detection_rate'])} of the "
+        f"consequential ones (on time {number(summary['on_time_rate'])}, by an incident "
+        f"{number(summary['detected_by_incident_rate'])}), incidents per episode "
+        f"{number(summary['incidents_per_episode'])}, at-risk on time on the non-consequential "
+        f"{number(summary['at_risk_rate'])}, false consequential on them "
+        f"{summary['false_consequential_on_defects']}; top-cause confidence Brier "
+        f"{number(calibration_summary['brier'])} over {calibration_summary['points']}"
+    )
     for s in summary["scenarios"]:
         lines += [f"  {s['scenario']}: classified {m}" for m in s["misclassified"]]
         lines += [f"  {s['scenario']}: detected late, {m}" for m in s["late"]]
@@ -471,5 +637,103 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         lines.append(
             f"(baseline numbers cover {baselines['scenarios_scored']} scenario(s), "
             f"{baselines['expected_incidents']} expected incident(s))"
+        )
+    return "\n".join(lines)
+
+
+def generalization_rows(scores: Sequence[ScenarioScore]) -> list[dict[str, Any]]:
+    """One row per dataset × cadence × kind × importance tier (controls as kind ``control``).
+
+    The strata come from each report's ``labels`` (written by ``corrmon generate`` / ``corrmon
+    evaluate``: ``dataset``, ``cadence``, ``tiers`` per injection id); unlabelled reports fall in
+    ``-`` rows.
+    """
+    groups: dict[tuple[str, str, str, str], list[EpisodeScore]] = {}
+    controls: dict[tuple[str, str, str, str], list[ScenarioScore]] = {}
+    for score in scores:
+        dataset = str(score.labels.get("dataset") or "-")
+        cadence = str(score.labels.get("cadence") or "-")
+        tiers = score.labels.get("tiers") or {}
+        if score.pure_control:
+            controls.setdefault((dataset, cadence, "control", "-"), []).append(score)
+        for episode in score.episodes:
+            key = (dataset, cadence, episode.kind, str(tiers.get(episode.injection) or "-"))
+            groups.setdefault(key, []).append(episode)
+    rows: list[dict[str, Any]] = []
+    for key in sorted(set(groups) | set(controls)):
+        dataset, cadence, kind, tier = key
+        row: dict[str, Any] = {"dataset": dataset, "cadence": cadence, "kind": kind, "tier": tier}
+        row.update(episode_summary(groups.get(key, [])))
+        members = controls.get(key, [])
+        row["controls"] = len(members)
+        row["false_consequential_on_controls"] = (
+            sum(s.false_consequential for s in members) if members else None
+        )
+        row["drift_false_fail_rate"] = _mean(
+            [s.drift_false_fail_rate for s in members if s.drift_false_fail_rate is not None]
+        )
+        rows.append(row)
+    return rows
+
+
+def format_generalization_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The generalization table as markdown (what ``docs/scenarios.md`` shows)."""
+
+    def cell(value: Any, digits: int = 2) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+    header = (
+        "| dataset | cadence | kind | tier | episodes | detected | on time | delay | top-1 | "
+        "top-3 | class | incidents/episode | at-risk (benign) | false cons. | drift false-fail "
+        "| Brier | max gap |"
+    )
+    lines = [header, "|" + "---|" * 17]
+    for row in rows:
+        false_cons = row["false_consequential_on_defects"] if row["episodes"] else None
+        if row["controls"]:
+            false_cons = row["false_consequential_on_controls"]
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    row["dataset"],
+                    row["cadence"],
+                    row["kind"],
+                    row["tier"],
+                    str(row["episodes"] or row["controls"]),
+                    cell(row["detection_rate"]),
+                    cell(row["on_time_rate"]),
+                    cell(row["mean_delay"], 1),
+                    cell(row["episode_top1"]),
+                    cell(row["episode_top3"]),
+                    cell(row["episode_classification"]),
+                    cell(row["incidents_per_episode"], 1),
+                    cell(row["at_risk_rate"]),
+                    cell(false_cons),
+                    cell(row["drift_false_fail_rate"]),
+                    cell(row["calibration"]["brier"]),
+                    cell(row["calibration"]["max_gap"]),
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def format_calibration(calibration_summary: Mapping[str, Any]) -> str:
+    """The reliability table of the top cause's confidence (markdown)."""
+    brier = calibration_summary["brier"]
+    lines = [
+        f"top-cause confidence over {calibration_summary['points']} detected episode(s); "
+        f"Brier {'-' if brier is None else f'{brier:.3f}'}",
+        "",
+        "| confidence | n | mean confidence | top-1 right |",
+        "|---|---|---|---|",
+    ]
+    for row in calibration_summary["deciles"]:
+        lines.append(
+            f"| {row['bin']} | {row['n']} | {row['mean_confidence']:.2f} | {row['accuracy']:.2f} |"
         )
     return "\n".join(lines)

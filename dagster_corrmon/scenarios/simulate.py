@@ -138,25 +138,13 @@ def simulate(
     """Simulate ``spec``; write and return the report."""
     started = time.perf_counter()
     out_dir = out_dir.resolve()
-    home = out_dir / "dagster_home"
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text(instance_yaml(home))
-    database_url = f"sqlite:///{home / 'corrmon.db'}"
+    home, database_url = simulation_home(out_dir)
     resource = CorrmonResource(database_url=database_url)
     keys = pipeline_keys(spec)
     partitions_def = build_partitions_def(spec)
     all_keys = list(partitions_def.get_partition_keys())
     training_keys = list(training_partition_keys(spec, partitions_def))
-    first = spec.simulation.start or _date(training_keys[-1]) + dt.timedelta(days=1)
-    scoring_keys = [
-        k
-        for k in all_keys
-        if _date(k) >= first
-        and k not in training_keys
-        and (spec.simulation.end is None or _date(k) < spec.simulation.end)
-    ]
-    if max_partitions is not None:
-        scoring_keys = scoring_keys[:max_partitions]
+    scoring_keys = scoring_partition_keys(spec, all_keys, training_keys, max_partitions)
     state = _State()
     injections = list(spec.incidents)
     metric = default_metric(spec)
@@ -319,6 +307,33 @@ def simulate(
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=str))
     progress(f"report: {out_dir / 'report.json'} ({report['elapsed_seconds']} s)")
     return report
+
+
+def simulation_home(out_dir: Path) -> tuple[Path, str]:
+    """``OUT/dagster_home`` with the simulation's ``dagster.yaml``, and the store URL beside it."""
+    home = out_dir / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(instance_yaml(home))
+    return home, f"sqlite:///{home / 'corrmon.db'}"
+
+
+def scoring_partition_keys(
+    spec: ScenarioSpec,
+    all_keys: list[str],
+    training_keys: list[str],
+    max_partitions: int | None = None,
+) -> list[str]:
+    """The partitions a simulation scores: from ``simulation.start`` (default: the day after
+    training) to ``simulation.end``, training partitions left out, at most ``max_partitions``."""
+    first = spec.simulation.start or _date(training_keys[-1]) + dt.timedelta(days=1)
+    scoring_keys = [
+        k
+        for k in all_keys
+        if _date(k) >= first
+        and k not in training_keys
+        and (spec.simulation.end is None or _date(k) < spec.simulation.end)
+    ]
+    return scoring_keys if max_partitions is None else scoring_keys[:max_partitions]
 
 
 def scenario_definitions(spec: ScenarioSpec) -> dg.Definitions:
