@@ -17,6 +17,7 @@ _HERE = Path(__file__).parent
 SPECS: Mapping[str, Path] = MappingProxyType(
     {
         "flights": _HERE / "flights" / "flights.yaml",
+        "flights_at_departure": _HERE / "flights" / "flights_at_departure.yaml",
         "flights_wide": _HERE / "flights" / "flights_wide.yaml",
         "seattle_weather": _HERE / "seattle" / "seattle_weather.yaml",
         "bikeshare": _HERE / "bikeshare" / "bikeshare.yaml",
