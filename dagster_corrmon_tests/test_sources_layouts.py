@@ -148,11 +148,13 @@ def test_where_cuts_one_feed_per_station_and_na_values_mark_missing(tmp_path: Pa
               where: {station: [A, C]}
               time_column: t
               columns: [id, t, x, y]
+              row_id: row
             """,
         )
     )
     batch = feed_batch(spec.sources[0], *_day(1))
     assert batch["id"].tolist() == [1, 3, 4]
+    assert batch["row"].tolist() == [0, 2, 3]  # the file's row numbers, not the kept rows'
     assert batch["x"].dtype == float
     assert batch["x"].isna().tolist() == [False, True, False]
     assert batch["x"].dropna().tolist() == [1.5, 4.0]

@@ -112,8 +112,8 @@ def read_table(source: SourceSpec) -> pd.DataFrame:
         return _tables.setdefault(key, frame)
 
 
-def _where(table: pd.DataFrame, source: SourceSpec) -> pd.DataFrame:
-    """The rows of the table that the source's ``where`` keeps."""
+def _where_mask(table: pd.DataFrame, source: SourceSpec) -> np.ndarray:
+    """Which rows of the table the source's ``where`` keeps."""
     keep = np.ones(len(table), dtype=bool)
     for column, wanted in source.where.items():
         if column not in table.columns:
@@ -122,7 +122,7 @@ def _where(table: pd.DataFrame, source: SourceSpec) -> pd.DataFrame:
             )
         values = wanted if isinstance(wanted, list) else [wanted]
         keep &= table[column].isin(values).to_numpy()
-    return table.loc[keep]
+    return keep
 
 
 def _to_utc(values: pd.Series, *, source: SourceSpec) -> pd.Series:
@@ -149,8 +149,11 @@ def prepared_feed(source: SourceSpec) -> PreparedFeed:
     if cached is not None:
         return cached
     table = read_table(source)
+    # row numbers of the whole file, so that feeds cut differently from it still share them
+    positions = np.arange(len(table), dtype=np.int64)
     if source.where:
-        table = _where(table, source)
+        keep = _where_mask(table, source)
+        table, positions = table.loc[keep], positions[keep]
     if source.columns is not None:
         missing = [c for c in source.columns if c not in table.columns]
         if missing:
@@ -163,7 +166,7 @@ def prepared_feed(source: SourceSpec) -> PreparedFeed:
         frame = table
     frame = frame.rename(columns=source.rename)
     if source.row_id is not None:
-        frame = frame.assign(**{source.row_id: np.arange(len(frame), dtype=np.int64)})
+        frame = frame.assign(**{source.row_id: positions})
     time_ns = None
     if source.time_column is not None:
         if source.time_column not in frame.columns:
