@@ -1,12 +1,12 @@
 """Every example dataset's pipeline, materialized for real on a few partitions.
 
 Each spec of ``dagster_corrmon.examples.SPECS`` (other than the flights reference and its
-at-departure variant, which ``test_pipeline.py`` and the built-in scenarios cover in depth) is cut to a short training window and one or two scored
-partitions, built into Dagster definitions and materialized in a test instance: feeds, joins,
-features, training, predictions and evaluation. The oracle for "the model learned something" is
-an independent trivial baseline — scikit-learn's ``DummyRegressor`` / ``DummyClassifier`` fitted
-on the same training partitions' labels, read straight from the raw target feed — scored on the
-same evaluated rows.
+at-departure variant, which ``test_pipeline.py`` and the built-in scenarios cover in depth) is
+cut to a short training window and one scored partition, built into Dagster definitions and
+materialized in a test instance: feeds, joins, features, training, predictions and evaluation.
+The oracle for "the model learned something" is an independent trivial baseline —
+scikit-learn's ``DummyRegressor`` / ``DummyClassifier`` fitted on the same training partitions'
+labels, read straight from the raw target feed — scored on the same evaluated rows.
 """
 
 import datetime as dt
