@@ -21,6 +21,28 @@ them from its training partitions) raises a distance's threshold to the noise fl
 reference's own batches: a day of data shares a few hours of weather and one day of the week, so
 it is never a random sample of a month and Evidently's fixed 0.1 flags it every day. The table and
 the failure text say when a threshold is such a floor.
+
+**Gradual drift passes; a break fails.** A reference fixed at training time cannot tell a season
+from a fault: a model trained on January–February sees every summer week "drift", and a model
+trained on a year sees every month drift (a month is never a random sample of a year). So a column
+that drifted from the reference is judged a second time, against its *recent reference* — the
+sketches (20 quantiles, or the category counts) this check recorded for the
+:data:`~dagster_corrmon.core.drift.RECENT_PARTITIONS` partitions before this one, and each single
+reference batch (a season the reference covers, coming back). It fails only when it is also
+beyond the noise floor of that comparison, learned on the reference's own consecutive batches
+(a 3-σ prediction bound, wider for few batches and for a batch smaller than theirs, widened by the
+batch-to-recent distances of the partitions that passed since). Otherwise its signal passes with
+``consequence: "gradual"`` and the statistic against the reference, which attribution reads as a
+series (:func:`~dagster_corrmon.core.drift.detect_recent_drift`). The price: a fault that creeps
+in more slowly than the reference's batches vary is not a break.
+
+**A change of state fails whatever the distances say.** A feature entirely null in the reference
+(kept in ``empty_columns``) that arrives filled fails; a categorical column whose values fall in
+categories the reference never had, in a larger share than an average reference category holds
+and than the reference's own batches show (:func:`~dagster_corrmon.core.drift.novel_categories`),
+fails. Both at the column's consequence severity. A column entirely null in a batch fails ERROR
+unless some reference batches were entirely null too (then how many nulls are normal is the
+completeness check's judgement).
 """
 
 import math

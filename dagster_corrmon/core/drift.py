@@ -1102,6 +1102,12 @@ def calibrate_profile(
     with :data:`MIN_CALIBRATION_BATCHES` or more batches that is a few percent at most, towards
     flagging more, not less. Batches that cannot be tested for a column (missing, all null) are
     skipped for that column; a batch with no rows is skipped.
+
+    For every column (whatever its method) the profile also gets :class:`RecentStatistics`: each
+    batch's distance from the pooled sketches of the batches before it — ``batches`` must then be
+    in time order — the batches' sketches, their leave-one-out novelty (categorical columns) and
+    how many were entirely null; :func:`detect_recent_drift` and :func:`novel_categories` judge
+    later batches with them.
     """
     names = list(profile.columns) if columns is None else list(columns)
     for name in names:
