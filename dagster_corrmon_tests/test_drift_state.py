@@ -15,13 +15,17 @@ import pandas as pd
 import pytest
 
 from dagster_corrmon.checks._common import finish
-from dagster_corrmon.checks.drift import judge_drift, recent_history
+from dagster_corrmon.checks.drift import importance_shares, judge_drift, recent_history
 from dagster_corrmon.core.drift import calibrate_profile
 from dagster_corrmon.core.profile import build_reference_profile
 from dagster_corrmon.core.signal import Severity, SignalKind
 from dagster_corrmon.examples.seattle import __file__ as seattle_init
 from dagster_corrmon.resource import CorrmonResource, MaterializationTags
-from dagster_corrmon_tests.feature_batches import load_spec_with, pipeline_batches
+from dagster_corrmon_tests.feature_batches import (
+    load_spec_with,
+    partition_windows,
+    pipeline_batches,
+)
 
 SPEC = Path(seattle_init).parent / "seattle_weather.yaml"
 
@@ -160,3 +164,38 @@ def test_a_substantial_unseen_category_fails_within_the_distance_threshold(
     assert signal.metadata["novel_substantial"] is True
     assert signal.metadata["novel_categories"] == ["haze"]
     assert 0.2 < signal.metadata["novel_share"] < 0.6
+
+
+FLIGHTS = Path(seattle_init).parent.parent / "flights" / "flights_at_departure.yaml"
+
+
+def test_a_recoded_important_category_fails_error_at_onset(corrmon: CorrmonResource) -> None:
+    # flights at departure, weekly as the built-in scenarios run it: 40 % of the schedule feed's
+    # destinations recoded to a code the reference never had, from the 11th week.
+    spec = load_spec_with(
+        FLIGHTS,
+        partitioning={"cadence": "weekly", "start": "2013-01-07"},
+        training={"start": "2013-01-07", "end": "2013-03-04"},
+    )
+    weeks = list(partition_windows(spec))[:12]
+    onset = weeks[10]
+    rng = np.random.default_rng(0)
+
+    def recode(source: str, partition: str, batch: pd.DataFrame) -> pd.DataFrame:
+        if source == "schedule" and partition >= onset:
+            batch = batch.copy()
+            batch.loc[rng.random(len(batch)) < 0.4, "dest"] = "ZZZ"
+        return batch
+
+    batches = pipeline_batches(spec, edit=recode, partitions=weeks)
+    artifact = batches.train()
+    shares = importance_shares(artifact.feature_importances)
+    assert shares["dest"] >= spec.monitoring.consequential_importance  # the model uses it
+    outcomes = _judge_all(batches, artifact, corrmon)
+    assert all(outcomes[week].passed for week in weeks[8:10])  # type: ignore[attr-defined]
+    at_onset = outcomes[onset]
+    assert at_onset.severity is Severity.ERROR  # type: ignore[attr-defined]
+    (signal,) = [s for s in at_onset.signals if s.column == "dest"]  # type: ignore[attr-defined]
+    assert signal.passed is False
+    assert signal.severity is Severity.ERROR
+    assert signal.metadata["novel_categories"] == ["ZZZ"]
