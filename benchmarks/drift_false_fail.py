@@ -18,11 +18,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dagster_corrmon.checks._common import finish
-from dagster_corrmon.checks.drift import judge_drift, recent_history
-from dagster_corrmon.core.signal import Severity, SignalKind
-from dagster_corrmon.resource import CorrmonResource, MaterializationTags
-from dagster_corrmon_tests.feature_batches import load_spec_with, pipeline_batches
+from dagster_corrmon.core.signal import Severity
+from dagster_corrmon.resource import CorrmonResource
+from dagster_corrmon_tests.feature_batches import (
+    judge_drift_in_order,
+    load_spec_with,
+    pipeline_batches,
+)
 
 FLIGHTS = "dagster_corrmon/examples/flights/flights_at_departure.yaml"
 SEATTLE = "dagster_corrmon/examples/seattle/seattle_weather.yaml"
@@ -48,50 +50,13 @@ CASES = {
 
 def false_fail(path: str, overrides: dict) -> tuple[int, int, int]:
     """(clean partitions judged, failed, failed ERROR)."""
-    spec = load_spec_with(path, **overrides)
-    batches = pipeline_batches(spec)
+    batches = pipeline_batches(load_spec_with(path, **overrides))
     artifact = batches.train()
     with tempfile.TemporaryDirectory() as folder:
         corrmon = CorrmonResource(database_url=f"sqlite:///{folder}/corrmon.db")
-        judged = failed = errors = 0
-        for key in batches.scored:
-            frame = batches.features[key]
-            if len(frame) == 0:
-                continue
-            start, end = batches.windows[key]
-            tags = MaterializationTags(
-                asset_key="features",
-                partition=key,
-                run_id="bench",
-                data_version=None,
-                code_version=None,
-                event_time=start,
-                observed_at=end,
-            )
-            outcome = judge_drift(
-                frame,
-                artifact.reference_profile,
-                tags=tags,
-                importances=artifact.feature_importances,
-                settings={
-                    "columns": list(spec.features.columns),
-                    "method": None,
-                    "per_column_method": None,
-                    "threshold": None,
-                    "per_column_threshold": None,
-                },
-                share_threshold=spec.monitoring.consequential_importance,
-                consequential=Severity.ERROR,
-                benign=Severity.WARN,
-                recent=recent_history(corrmon.get_store(), tags),
-            )
-            finish(
-                corrmon, tags, check_name="corrmon_drift", kind=SignalKind.DRIFT, outcome=outcome
-            )
-            judged += 1
-            failed += not outcome.passed
-            errors += (not outcome.passed) and outcome.severity is Severity.ERROR
-    return judged, failed, errors
+        outcomes = judge_drift_in_order(batches, artifact, corrmon).values()
+    failed = [o for o in outcomes if not o.passed]
+    return len(outcomes), len(failed), sum(o.severity is Severity.ERROR for o in failed)
 
 
 def main() -> None:

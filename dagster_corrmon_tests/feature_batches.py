@@ -16,6 +16,9 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from dagster_corrmon.checks._common import CheckOutcome, finish
+from dagster_corrmon.checks.drift import judge_drift, recent_history
+from dagster_corrmon.core.signal import Severity, SignalKind
 from dagster_corrmon.pipeline import build_partitions_def, load_spec
 from dagster_corrmon.pipeline.artifacts import ModelArtifact
 from dagster_corrmon.pipeline.builder import training_partition_keys
@@ -27,6 +30,7 @@ from dagster_corrmon.pipeline.features import (
 )
 from dagster_corrmon.pipeline.sources import feed_batch
 from dagster_corrmon.pipeline.spec import PipelineSpec, parse_spec
+from dagster_corrmon.resource import CorrmonResource, MaterializationTags
 
 Window = tuple[datetime, datetime]
 
@@ -113,3 +117,51 @@ def pipeline_batches(
         frame.attrs["sources"] = feature_sources(spec, joined_column_origins(spec, joined))
         features[key] = frame
     return PipelineBatches(spec=spec, windows=windows, raw=raw, features=features)
+
+
+def partition_tags(asset_key: str, partition: str, window: Window) -> MaterializationTags:
+    """Tags of one partition's materialization, judged once its window is over."""
+    start, end = window
+    return MaterializationTags(
+        asset_key=asset_key,
+        partition=partition,
+        run_id="feature-batches",
+        data_version=None,
+        code_version=None,
+        event_time=start,
+        observed_at=end,
+    )
+
+
+def judge_drift_in_order(
+    batches: PipelineBatches, artifact: Any, corrmon: CorrmonResource
+) -> dict[str, CheckOutcome]:
+    """The drift check's judgement of every scored partition, in order, as the pipeline's check
+    makes it (the spec's settings; each result recorded, so later partitions see earlier ones)."""
+    spec = batches.spec
+    outcomes: dict[str, CheckOutcome] = {}
+    for key in batches.scored:
+        frame = batches.features[key]
+        if len(frame) == 0:
+            continue
+        tags = partition_tags("features", key, batches.windows[key])
+        outcome = judge_drift(
+            frame,
+            artifact.reference_profile,
+            tags=tags,
+            importances=artifact.feature_importances,
+            settings={
+                "columns": list(spec.features.columns),
+                "method": None,
+                "per_column_method": None,
+                "threshold": None,
+                "per_column_threshold": None,
+            },
+            share_threshold=spec.monitoring.consequential_importance,
+            consequential=Severity.ERROR,
+            benign=Severity.WARN,
+            recent=recent_history(corrmon.get_store(), tags),
+        )
+        finish(corrmon, tags, check_name="corrmon_drift", kind=SignalKind.DRIFT, outcome=outcome)
+        outcomes[key] = outcome
+    return outcomes

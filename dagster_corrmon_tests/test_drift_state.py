@@ -9,19 +9,20 @@ each partition sees the ones before it.
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from dagster_corrmon.checks._common import finish
-from dagster_corrmon.checks.drift import importance_shares, judge_drift, recent_history
+from dagster_corrmon.checks.drift import importance_shares
 from dagster_corrmon.core.drift import calibrate_profile
 from dagster_corrmon.core.profile import build_reference_profile
-from dagster_corrmon.core.signal import Severity, SignalKind
+from dagster_corrmon.core.signal import Severity
 from dagster_corrmon.examples.seattle import __file__ as seattle_init
-from dagster_corrmon.resource import CorrmonResource, MaterializationTags
+from dagster_corrmon.resource import CorrmonResource
 from dagster_corrmon_tests.feature_batches import (
+    judge_drift_in_order,
     load_spec_with,
     partition_windows,
     pipeline_batches,
@@ -30,41 +31,8 @@ from dagster_corrmon_tests.feature_batches import (
 SPEC = Path(seattle_init).parent / "seattle_weather.yaml"
 
 
-def _judge_all(batches, artifact, corrmon: CorrmonResource) -> dict[str, object]:
-    spec = batches.spec
-    outcomes = {}
-    for key in batches.scored:
-        frame = batches.features[key]
-        start, end = batches.windows[key]
-        tags = MaterializationTags(
-            asset_key="features",
-            partition=key,
-            run_id="test",
-            data_version=None,
-            code_version=None,
-            event_time=start,
-            observed_at=end,
-        )
-        outcome = judge_drift(
-            frame,
-            artifact.reference_profile,
-            tags=tags,
-            importances=artifact.feature_importances,
-            settings={
-                "columns": list(spec.features.columns),
-                "method": None,
-                "per_column_method": None,
-                "threshold": None,
-                "per_column_threshold": None,
-            },
-            share_threshold=spec.monitoring.consequential_importance,
-            consequential=Severity.ERROR,
-            benign=Severity.WARN,
-            recent=recent_history(corrmon.get_store(), tags),
-        )
-        finish(corrmon, tags, check_name="corrmon_drift", kind=SignalKind.DRIFT, outcome=outcome)
-        outcomes[key] = outcome
-    return outcomes
+def _judge_all(batches, artifact, corrmon: CorrmonResource) -> dict[str, Any]:
+    return judge_drift_in_order(batches, artifact, corrmon)
 
 
 @pytest.fixture

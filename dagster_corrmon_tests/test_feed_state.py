@@ -18,8 +18,12 @@ from dagster_corrmon.checks.quality import _judge_completeness, _QualityConfig
 from dagster_corrmon.core.signal import Severity, SignalKind
 from dagster_corrmon.examples.flights import __file__ as flights_init
 from dagster_corrmon.pipeline.sources import feed_batch
-from dagster_corrmon.resource import CorrmonResource, MaterializationTags
-from dagster_corrmon_tests.feature_batches import load_spec_with, partition_windows
+from dagster_corrmon.resource import CorrmonResource
+from dagster_corrmon_tests.feature_batches import (
+    load_spec_with,
+    partition_tags,
+    partition_windows,
+)
 
 SPEC = Path(flights_init).parent / "flights_at_departure.yaml"
 DAYS = 16
@@ -55,15 +59,7 @@ def _departures_by_day(
     outcomes = []
     for day, (key, (start, end)) in enumerate(list(partition_windows(spec).items())[:DAYS]):
         frame = edit(day, feed_batch(source, start, end))
-        tags = MaterializationTags(
-            asset_key="raw_departures",
-            partition=key,
-            run_id="test",
-            data_version=None,
-            code_version=None,
-            event_time=start,
-            observed_at=end,
-        )
+        tags = partition_tags("raw_departures", key, (start, end))
         outcome = _judge_completeness(
             frame, tags=tags, corrmon=corrmon, config=config, check_name="corrmon_completeness"
         )
@@ -143,15 +139,7 @@ def test_a_column_empty_in_the_contract_that_arrives_typed_is_a_schema_change(
         frame = feed_batch(source, start, end)
         if day == 0:  # the contract is recorded from a day whose delays were all missing
             frame["dep_delay"] = None
-        tags = MaterializationTags(
-            asset_key="raw_departures",
-            partition=key,
-            run_id="test",
-            data_version=None,
-            code_version=None,
-            event_time=start,
-            observed_at=end,
-        )
+        tags = partition_tags("raw_departures", key, (start, end))
         outcome = _judge_schema(
             frame,
             tags=tags,
