@@ -753,6 +753,14 @@ def _score_text(result: Any) -> str:
     return f"{result.statistic:.3g} ≥ {_threshold_text(result)}"
 
 
+_MARKDOWN_SPECIAL = str.maketrans({c: f"\\{c}" for c in "\\|<>[]"})
+
+
+def _escape_markdown(text: str) -> str:
+    """A data-derived string (a column name) as literal text in a markdown table cell."""
+    return str(text).translate(_MARKDOWN_SPECIAL).replace("\n", " ")
+
+
 def _table(rows: Sequence[Mapping[str, Any]]) -> str:
     header = "| column | method | statistic | p-value | threshold | drifted | importance share |"
     lines = [header, "|---|---|---|---|---|---|---|"]
@@ -761,8 +769,8 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> str:
         share = "" if row["importance_share"] is None else f"{row['importance_share']:.1%}"
         verdict = f"**{row['consequence']}**" if row["drifted"] else "no"
         lines.append(
-            f"| {row['column']} | {row['method']} | {row['statistic']:.4g} | {p_value} | "
-            f"{row['threshold']} | {verdict} | {share} |"
+            f"| {_escape_markdown(row['column'])} | {row['method']} | {row['statistic']:.4g} | "
+            f"{p_value} | {row['threshold']} | {verdict} | {share} |"
         )
     return "\n".join(lines)
 
