@@ -71,6 +71,7 @@ MISSING_PARTITIONS = "corrmon/missing_partitions"
 DRIFT = "corrmon/drift"  # per column via column_key: the drift statistic
 DRIFTED_COLUMNS = "corrmon/drifted_columns"
 CONSEQUENTIAL_COLUMNS = "corrmon/consequential_columns"
+GRADUAL_DRIFT_COLUMNS = "corrmon/gradual_drift_columns"
 DRIFT_TABLE = "corrmon/drift_table"  # markdown table: column, method, statistic, p, importance
 
 # --- model evaluation: corrmon/<metric>, corrmon/<metric>_ci_low, ... via metric_key ---

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from dagster_corrmon.checks._common import history_points, positive_int, to_severity
-from dagster_corrmon.core.baseline import Direction, fit_baseline
+from dagster_corrmon.core.baseline import Direction, binomial_scale_floor, fit_baseline
 from dagster_corrmon.core.incident import IncidentStatus
 from dagster_corrmon.core.signal import Severity, SignalKind, ensure_utc
 from dagster_corrmon.errors import ConfigError, InsufficientDataError
@@ -175,11 +175,15 @@ def judge_columns_against_history(
     policy: BaselinePolicy,
     min_change: float = 0.0,
     incident_assets: Iterable[str] = (),
+    proportion_rows: int | None = None,
 ) -> dict[str | None, BaselineVerdict]:
     """:func:`judge_against_history` for several columns of one signal, from one read.
 
     A check that judges every column (completeness) reads the store once, not once per column.
     With a single entry, its column (``None``: any column) filters the read as before.
+    ``proportion_rows``: the values are proportions measured on this many rows; the baseline's
+    scale is then never below their binomial sampling error
+    (:func:`~dagster_corrmon.core.baseline.binomial_scale_floor`).
     """
     columns = list(values)
     stored = store.read_signal_points(
@@ -214,6 +218,7 @@ def judge_columns_against_history(
             policy=policy,
             min_change=min_change,
             windows=windows,
+            proportion_rows=proportion_rows,
         )
         for column, value in values.items()
     }
@@ -230,6 +235,7 @@ def _verdict(
     policy: BaselinePolicy,
     min_change: float,
     windows: Sequence[tuple[datetime, datetime]],
+    proportion_rows: int | None = None,
 ) -> BaselineVerdict:
     values, times = history_points(stored)
     if len(values) < policy.min_history:
@@ -266,18 +272,28 @@ def _verdict(
             ),
         )
     score = baseline.score(value, event_time)
+    scale, z, alarm = score.scale, score.z, score.anomalous
+    if proportion_rows:
+        floor = binomial_scale_floor(min(max(score.expected, 0.0), 1.0), proportion_rows)
+        if not scale >= floor:  # also a NaN scale
+            scale, z = floor, (value - score.expected) / floor
+            alarm = (
+                abs(z) > score.threshold
+                if direction == "both"
+                else (z > score.threshold if direction == "increase" else z < -score.threshold)
+            )
     beyond_noise = abs(value - score.expected) >= min_change
-    anomalous = score.anomalous and beyond_noise
+    anomalous = alarm and beyond_noise
     note = None
-    if score.anomalous and not beyond_noise:
+    if alarm and not beyond_noise:
         note = f"|change| {abs(value - score.expected):.4g} is below min_change {min_change:.4g}"
     return BaselineVerdict(
         status="anomalous" if anomalous else "normal",
         value=value,
         history_size=len(values),
         expected=score.expected,
-        scale=score.scale,
-        z=score.z,
+        scale=scale,
+        z=z,
         threshold=score.threshold,
         excluded=baseline.n_excluded,
         note=note,

@@ -21,10 +21,35 @@ them from its training partitions) raises a distance's threshold to the noise fl
 reference's own batches: a day of data shares a few hours of weather and one day of the week, so
 it is never a random sample of a month and Evidently's fixed 0.1 flags it every day. The table and
 the failure text say when a threshold is such a floor.
+
+**Gradual drift passes; a break fails.** A reference fixed at training time cannot tell a season
+from a fault: a model trained on January–February sees every summer week "drift", and a model
+trained on a year sees every month drift (a month is never a random sample of a year). So a column
+that drifted from the reference is judged a second time, against its *recent reference* — the
+sketches (20 quantiles, or the category counts) this check recorded for the
+:data:`~dagster_corrmon.core.drift.RECENT_PARTITIONS` partitions before this one, and each single
+reference batch (a season the reference covers, coming back). It fails only when it is also
+beyond the noise floor of that comparison, learned on the reference's own consecutive batches
+(a 3-σ prediction bound, wider for few batches and for a batch smaller than theirs, widened by the
+batch-to-recent distances of the partitions that passed since). Otherwise its signal passes with
+``consequence: "gradual"`` and the statistic against the reference, which attribution reads as a
+series (:func:`~dagster_corrmon.core.drift.detect_recent_drift`). The price: a fault that creeps
+in more slowly than the reference's batches vary is not a break.
+
+**A change of state fails whatever the distances say.** A feature entirely null in the reference
+(kept in ``empty_columns``) that arrives filled fails; a categorical column whose values fall in
+categories the reference never had, in a larger share than an average reference category holds
+and than the reference's own batches show (:func:`~dagster_corrmon.core.drift.novel_categories`),
+fails. Both at the column's consequence severity. A column entirely null in a batch fails ERROR
+unless some reference batches were entirely null too (then how many nulls are normal is the
+completeness check's judgement).
 """
 
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,10 +74,23 @@ from dagster_corrmon.checks._common import (
     worst,
 )
 from dagster_corrmon.checks._plan import CheckCall, CheckPlan, check_definitions, frame_plan
-from dagster_corrmon.core.drift import DEFAULT_THRESHOLDS, METHODS, detect_drift_from_profile
-from dagster_corrmon.core.profile import DatasetProfile
+from dagster_corrmon.core.drift import (
+    DEFAULT_THRESHOLDS,
+    METHODS,
+    RECENT_PARTITIONS,
+    batch_sketch,
+    detect_drift_from_profile,
+    detect_recent_drift,
+    novel_categories,
+)
+from dagster_corrmon.core.profile import CategoricalColumnProfile, DatasetProfile, column_series
 from dagster_corrmon.core.signal import Severity, Signal, SignalKind
-from dagster_corrmon.errors import ConfigError, CorrmonError, InputDataError
+from dagster_corrmon.errors import (
+    ConfigError,
+    CorrmonError,
+    InputDataError,
+    InsufficientDataError,
+)
 from dagster_corrmon.resource import DEFAULT_RESOURCE_KEY, CorrmonResource, MaterializationTags
 
 FACTORY = "build_drift_checks"
@@ -65,6 +103,12 @@ FROM_REFERENCE_ASSET = "from_reference_asset"
 CONSEQUENTIAL = "consequential"
 BENIGN = "benign"
 UNKNOWN = "unknown"
+#: A column that drifted from the reference but not from the partitions just before it.
+GRADUAL = "gradual"
+
+#: How far back the recent partitions are looked for, widest last (the check does not know the
+#: partitions' cadence: a daily asset finds its recent partitions in the first window).
+_RECENT_LOOKBACKS = (timedelta(days=14), timedelta(days=62), timedelta(days=400))
 
 
 def importance_shares(importances: Mapping[str, float]) -> dict[str, float]:
@@ -245,7 +289,7 @@ def build_drift_checks(
     def judge_with(
         profile: DatasetProfile, importances: Mapping[str, float] | None
     ) -> Callable[[pd.DataFrame, MaterializationTags, CorrmonResource], CheckOutcome]:
-        def judge(frame: pd.DataFrame, tags: MaterializationTags, _: CorrmonResource):
+        def judge(frame: pd.DataFrame, tags: MaterializationTags, corrmon: CorrmonResource):
             return judge_drift(
                 frame,
                 profile,
@@ -255,6 +299,7 @@ def build_drift_checks(
                 share_threshold=share_threshold,
                 consequential=consequential,
                 benign=benign,
+                recent=recent_history(corrmon.get_store(), tags),
             )
 
         return judge
@@ -322,6 +367,19 @@ def build_drift_checks(
     )
 
 
+@dataclass(frozen=True)
+class RecentHistory:
+    """What the drift check recorded for the partitions before this one, per column.
+
+    ``sketches``: the last :data:`~dagster_corrmon.core.drift.RECENT_PARTITIONS` partitions'
+    sketches, oldest first (the recent reference); ``accepted``: the batch-to-recent distances
+    of every partition read that passed (they widen the recent noise floor).
+    """
+
+    sketches: Mapping[str, Sequence[Mapping[str, Any]]]
+    accepted: Mapping[str, Sequence[float]]
+
+
 def _validate_methods(
     method: str | None,
     per_column_method: Mapping[str, str] | None,
@@ -350,9 +408,14 @@ def judge_drift(
     share_threshold: float,
     consequential: Severity,
     benign: Severity,
+    recent: RecentHistory | None = None,
 ) -> CheckOutcome:
-    """Test every reference column; one DRIFT signal per column (see module docstring)."""
-    reference_columns = list(profile.column_names)
+    """Test every reference column; one DRIFT signal per column (see module docstring).
+
+    ``recent``: what the check recorded for the partitions just before this one
+    (:func:`recent_history`); without it the reference's last batches stand in.
+    """
+    reference_columns = [*profile.column_names, *profile.empty_columns]
     wanted = list(settings.get("columns") or reference_columns)
     unknown = [c for c in wanted if c not in reference_columns]
     available = [str(c) for c in frame.columns]
@@ -403,6 +466,7 @@ def judge_drift(
         )
     drifted: list[str] = []
     consequential_columns: list[str] = []
+    gradual_columns: list[str] = []
     for column in wanted:
         if column in unknown or column in missing:
             continue
@@ -412,6 +476,35 @@ def judge_drift(
         severity = consequential if consequence == CONSEQUENTIAL else benign
         importance = (importances or {}).get(column)
         share = (shares or {}).get(column)
+        if column in profile.empty_columns:
+            filled = int(column_series(frame, column).notna().sum())
+            signals.append(
+                tags.signal(
+                    kind=SignalKind.DRIFT,
+                    name=DRIFT,
+                    column=column,
+                    value=filled / len(frame),
+                    passed=filled == 0,
+                    severity=severity if filled else Severity.INFO,
+                    metadata={
+                        "state": "filled" if filled else "empty",
+                        "reference_null_fraction": 1.0,
+                        "current_null_fraction": 1 - filled / len(frame),
+                        "importance": importance,
+                        "importance_share": share,
+                    },
+                )
+            )
+            if filled:
+                severities.append(severity)
+                failures.append(
+                    {
+                        "column": column,
+                        "problem": f"entirely null in the reference, {filled} of {len(frame)} "
+                        "value(s) filled now: a new state the model never saw",
+                    }
+                )
+            continue
         try:
             (result,) = detect_drift_from_profile(
                 profile,
@@ -423,6 +516,31 @@ def judge_drift(
                 ),
             )
         except InputDataError as error:
+            recent_stats = profile.recent_statistics.get(column)
+            if (
+                isinstance(error, InsufficientDataError)
+                and recent_stats is not None
+                and recent_stats.empty_batches > 0
+                and not column_series(frame, column).notna().any()
+            ):
+                # Entirely null, as some reference batches were: nothing to compare, nothing
+                # broken (how many nulls are normal is the completeness check's judgement).
+                signals.append(
+                    tags.signal(
+                        kind=SignalKind.DRIFT,
+                        name=DRIFT,
+                        column=column,
+                        passed=True,
+                        severity=Severity.INFO,
+                        metadata={
+                            "state": "empty",
+                            "reference_empty_batches": recent_stats.empty_batches,
+                            "importance": importance,
+                            "importance_share": share,
+                        },
+                    )
+                )
+                continue
             # The column cannot even be compared (all null, numbers turned into text, ...):
             # a data fault in its own right, reported on this column.
             message = f"column {column!r} of {tags.asset_key!r} cannot be tested for drift: {error}"
@@ -443,21 +561,47 @@ def judge_drift(
             failures.append({"column": column, "problem": f"cannot be tested: {error}"})
             severities.append(Severity.ERROR)
             continue
-        column_severity = severity if result.drifted else Severity.INFO
+        series = column_series(frame, column)
+        reference_column = profile.columns[column]
+        sketch = batch_sketch(series, reference_column)
+        recent_verdict = (
+            detect_recent_drift(
+                profile,
+                column,
+                sketch,
+                recent.sketches.get(column, ()) if recent is not None else (),
+                recent.accepted.get(column, ()) if recent is not None else (),
+            )
+            if sketch is not None
+            else None
+        )
+        novel = (
+            novel_categories(profile, column, series)
+            if isinstance(reference_column, CategoricalColumnProfile)
+            else None
+        )
+        gradual = result.drifted and recent_verdict is not None and not recent_verdict.drifted
+        failed = (result.drifted and not gradual) or (novel is not None and novel.substantial)
+        if gradual:
+            consequence, reason = GRADUAL, _gradual_reason(recent_verdict)
+        column_severity = severity if failed else Severity.INFO
         signals.append(
             tags.signal(
                 kind=SignalKind.DRIFT,
                 name=DRIFT,
                 column=column,
                 value=result.statistic,
-                passed=not result.drifted,
+                passed=not failed,
                 severity=column_severity,
                 metadata={
                     **result.to_dict(),
+                    **(recent_verdict.to_dict() if recent_verdict is not None else {}),
+                    **(novel.to_dict() if novel is not None else {}),
                     "importance": importance,
                     "importance_share": share,
                     "consequence": consequence if result.drifted else None,
                     "reason": reason if result.drifted else None,
+                    "sketch": sketch,
                 },
             )
         )
@@ -474,7 +618,7 @@ def judge_drift(
                 "consequence": consequence if result.drifted else "",
             }
         )
-        if result.drifted:
+        if result.drifted and not gradual:
             drifted.append(column)
             if consequence == CONSEQUENTIAL:
                 consequential_columns.append(column)
@@ -482,13 +626,38 @@ def judge_drift(
             failures.append(
                 {
                     "column": column,
-                    "problem": f"drifted ({result.method} {_score_text(result)}) — "
-                    f"{consequence}: {reason}",
+                    "problem": f"drifted ({result.method} {_score_text(result)}"
+                    + (
+                        f"; {recent_verdict.statistic:.3g} > {recent_verdict.threshold:.3g} "
+                        f"from the {recent_verdict.partitions} recent partition(s)"
+                        if recent_verdict is not None
+                        else ""
+                    )
+                    + f") — {consequence}: {reason}",
                     "consequence": consequence,
+                }
+            )
+        elif gradual:
+            gradual_columns.append(column)
+        if novel is not None and novel.substantial:
+            severities.append(severity)
+            failures.append(
+                {
+                    "column": column,
+                    "problem": f"{novel.share:.1%} of the values are in categories the "
+                    f"reference never had ({', '.join(map(repr, novel.categories))}; more "
+                    f"than {novel.threshold:.1%} is a new state of the column)",
+                    "consequence": classify_drift(
+                        column,
+                        shares=shares,
+                        importances=importances,
+                        consequential_importance=share_threshold,
+                    )[0],
                 }
             )
     metadata[md.DRIFTED_COLUMNS] = drifted
     metadata[md.CONSEQUENTIAL_COLUMNS] = consequential_columns
+    metadata[md.GRADUAL_DRIFT_COLUMNS] = gradual_columns
     if rows:
         metadata[md.DRIFT_TABLE] = dg.MetadataValue.md(_table(rows))
     tested = len(rows)
@@ -496,7 +665,13 @@ def judge_drift(
         return CheckOutcome(
             passed=True,
             severity=Severity.INFO,
-            description=f"no drift in {tested} column(s)",
+            description=f"no drift in {tested} column(s)"
+            + (
+                f" beyond the recent partitions' ({', '.join(gradual_columns)} moved gradually "
+                "away from the reference)"
+                if gradual_columns
+                else ""
+            ),
             metadata=metadata,
             signals=signals,
         )
@@ -513,6 +688,50 @@ def judge_drift(
         signals=signals,
         failed_count=len(failures),
     )
+
+
+def _gradual_reason(recent: Any) -> str:
+    return (
+        f"drifted from the reference but only {recent.statistic:.3g} ≤ {recent.threshold:.3g} "
+        f"from the {recent.partitions} partition(s) before it, no more than the reference's "
+        "consecutive batches differ: a gradual change (a season, a trend), not a break"
+    )
+
+
+def recent_history(store: Any, tags: MaterializationTags) -> RecentHistory:
+    """The check's own stored DRIFT signals of the partitions whose event time precedes this
+    partition's (one read; the window widens only when a short one holds too few partitions)."""
+    by_time: dict[Any, dict[str, Mapping[str, Any]]] = {}
+    accepted: dict[str, list[float]] = {}
+    for lookback in _RECENT_LOOKBACKS:
+        found = store.read_signals(
+            asset_key=tags.asset_key,
+            name=DRIFT,
+            kind=SignalKind.DRIFT,
+            start=tags.event_time - lookback,
+            end=tags.event_time,
+        )
+        by_time: dict[Any, dict[str, Mapping[str, Any]]] = {}
+        accepted: dict[str, list[float]] = {}
+        for signal in found:
+            sketch = signal.metadata.get("sketch") if signal.column else None
+            if not isinstance(sketch, Mapping) or signal.column is None:
+                continue
+            by_time.setdefault(signal.event_time, {})[signal.column] = sketch
+            distance = signal.metadata.get("recent_statistic")
+            if (
+                signal.passed is True
+                and isinstance(distance, int | float)
+                and math.isfinite(distance)
+            ):
+                accepted.setdefault(signal.column, []).append(float(distance))
+        if len(by_time) >= RECENT_PARTITIONS or lookback == _RECENT_LOOKBACKS[-1]:
+            break
+    sketches: dict[str, list[Mapping[str, Any]]] = {}
+    for time in sorted(by_time)[-RECENT_PARTITIONS:]:
+        for column, sketch in by_time[time].items():
+            sketches.setdefault(column, []).append(sketch)
+    return RecentHistory(sketches=sketches, accepted=accepted)
 
 
 def _raised_by_batches(result: Any) -> bool:
@@ -534,6 +753,14 @@ def _score_text(result: Any) -> str:
     return f"{result.statistic:.3g} ≥ {_threshold_text(result)}"
 
 
+_MARKDOWN_SPECIAL = str.maketrans({c: f"\\{c}" for c in "\\|<>[]"})
+
+
+def _escape_markdown(text: str) -> str:
+    """A data-derived string (a column name) as literal text in a markdown table cell."""
+    return str(text).translate(_MARKDOWN_SPECIAL).replace("\n", " ")
+
+
 def _table(rows: Sequence[Mapping[str, Any]]) -> str:
     header = "| column | method | statistic | p-value | threshold | drifted | importance share |"
     lines = [header, "|---|---|---|---|---|---|---|"]
@@ -542,8 +769,8 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> str:
         share = "" if row["importance_share"] is None else f"{row['importance_share']:.1%}"
         verdict = f"**{row['consequence']}**" if row["drifted"] else "no"
         lines.append(
-            f"| {row['column']} | {row['method']} | {row['statistic']:.4g} | {p_value} | "
-            f"{row['threshold']} | {verdict} | {share} |"
+            f"| {_escape_markdown(row['column'])} | {row['method']} | {row['statistic']:.4g} | "
+            f"{p_value} | {row['threshold']} | {verdict} | {share} |"
         )
     return "\n".join(lines)
 

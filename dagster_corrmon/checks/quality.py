@@ -659,8 +659,11 @@ def _judge_completeness(
         config=config,
         name=NULL_FRACTION,
         values={column: fractions[column] for column in judged},
-        direction="increase",
+        # both ways: a column that fills (1.0 → 0.0 nulls) has changed as much as one that
+        # empties; the binomial floor keeps a small improvement from counting
+        direction="both",
         min_change=config.completeness_min_change,
+        proportion_rows=len(frame),
     )
     for column in judged:
         value = fractions[column]
@@ -674,10 +677,24 @@ def _judge_completeness(
             problems.append(f"null fraction {value:.2%} > limit {limit:.2%}")
         if verdict is not None and verdict.anomalous:
             assert config.baseline is not None
-            column_severities.append(config.baseline.failure_severity)
+            expected = verdict.expected or 0.0
+            # A change of state — most values present before, most missing now, or the
+            # reverse — is a defect whatever the baseline's severity: consumers built on the
+            # old state break.
+            flipped = (value > 0.5) != (expected > 0.5)
+            column_severities.append(
+                config.severity if flipped else config.baseline.failure_severity
+            )
             problems.append(
-                f"null fraction {value:.2%} vs baseline {verdict.expected or 0.0:.2%} "
+                f"null fraction {value:.2%} vs baseline {expected:.2%} "
                 f"(z = {_z_text(verdict.z)})"
+                + (
+                    ": most values are now "
+                    + ("missing" if value > 0.5 else "present")
+                    + " (a change of the column's state)"
+                    if flipped
+                    else ""
+                )
             )
         if verdict is not None and verdict.note and verdict.status == "insufficient_history":
             notes.append(verdict.note)
@@ -972,6 +989,7 @@ def _baseline_verdicts(
     values: Mapping[str | None, float],
     direction: Literal["increase", "decrease", "both"],
     min_change: float,
+    proportion_rows: int | None = None,
 ) -> dict[str | None, BaselineVerdict]:
     """One verdict per column (none without a baseline policy), from one read of the store."""
     if config.baseline is None or not values:
@@ -987,6 +1005,7 @@ def _baseline_verdicts(
         policy=config.baseline,
         min_change=min_change,
         incident_assets=config.incident_assets,
+        proportion_rows=proportion_rows,
     )
 
 

@@ -11,7 +11,9 @@ Types are compared as *families* (``integer``, ``float``, ``bool``, ``datetime``
 ``string``, ``object``), not pandas dtypes: ``int64`` vs ``Int32`` is no contract change, a numeric
 column arriving as strings is. An integer column that arrives as float is reported as *widened*
 (WARN), because pandas turns an integer column with a single null into float64. A column with no
-non-null value has no observable type and never counts as retyped.
+non-null value has no observable type: arriving empty never counts as retyped, but a column that
+was empty in the contract and arrives typed does (WARN: its state changed, no consumer's type
+broke).
 
 A *rename* is inferred, heuristically, when a removed and an added column share a type family and
 their value profiles are near-identical (quantiles within ``rename_tolerance`` of the column's
@@ -244,10 +246,13 @@ def diff_schema(
     """Compare an observed schema with a contract (both ``{column: family}``)."""
     removed = [c for c in contract if c not in observed]
     added = [c for c in observed if c not in contract]
+    # A column that arrives empty has no observable type, so typed → empty is no retyping
+    # (nulls are the completeness check's business); empty → typed is: the contract promised
+    # a column with nothing in it, and consumers built on that now get values of some type.
     retyped = [
         (c, contract[c], observed[c])
         for c in contract
-        if c in observed and _EMPTY not in (contract[c], observed[c]) and contract[c] != observed[c]
+        if c in observed and observed[c] != _EMPTY and contract[c] != observed[c]
     ]
     candidates: list[tuple[float, str, str]] = []
     for old in removed:
@@ -441,16 +446,19 @@ def _judge_schema(
         )
     for column, was, now in diff.retyped:
         widened = was == "integer" and now == "float"
+        filled = was == _EMPTY
         change(
             COLUMN_RETYPED,
             column,
-            Severity.WARN if widened else Severity.ERROR,
+            Severity.WARN if widened or filled else Severity.ERROR,
             {
                 "contract_type": was,
                 "observed_type": now,
                 "reason": (
                     "integer column arrived as float (pandas does this when a null appears)"
                     if widened
+                    else f"column was empty in the contract and now holds {now} values"
+                    if filled
                     else f"type family changed from {was} to {now}"
                 ),
             },

@@ -504,6 +504,27 @@ class RollingMedianMAD:
         history.append(value)
 
 
+def binomial_scale_floor(proportion: float, rows: int) -> float:
+    """The sampling standard error of a proportion observed on ``rows`` rows.
+
+    ``√(p̃ (1 − p̃) / n)`` with the Jeffreys-smoothed ``p̃ = (p · n + ½) / (n + 1)``, so a
+    proportion that never moved (0 or 1: a column never null, or always null) still has a
+    positive scale. A baseline of a proportion whose own spread is below this has seen less
+    variation than sampling alone makes: judging it on that spread calls every small wobble
+    infinite, and a wholesale change (1.0 → 0.0) only as large as the spread it never had.
+
+    Examples:
+        >>> round(binomial_scale_floor(0.0, 100), 5)
+        0.00702
+        >>> round(binomial_scale_floor(0.5, 100), 5)
+        0.05
+    """
+    if rows <= 0:
+        raise InputDataError(f"binomial_scale_floor: rows must be positive, got {rows}")
+    smoothed = (proportion * rows + 0.5) / (rows + 1)
+    return math.sqrt(smoothed * (1 - smoothed) / rows)
+
+
 def _z_score(value: float, center: float, scale: float) -> float:
     if scale > 0.0:
         return (value - center) / scale

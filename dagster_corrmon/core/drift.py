@@ -50,8 +50,10 @@ from dagster_corrmon.core.profile import (
     CATEGORICAL_KINDS,
     BatchStatistics,
     CategoricalColumnProfile,
+    ColumnProfile,
     DatasetProfile,
     NumericColumnProfile,
+    RecentStatistics,
     category_counts,
     column_kind,
     column_series,
@@ -1100,11 +1102,20 @@ def calibrate_profile(
     with :data:`MIN_CALIBRATION_BATCHES` or more batches that is a few percent at most, towards
     flagging more, not less. Batches that cannot be tested for a column (missing, all null) are
     skipped for that column; a batch with no rows is skipped.
+
+    For every column (whatever its method) the profile also gets :class:`RecentStatistics`: each
+    batch's distance from the pooled sketches of the batches before it — ``batches`` must then be
+    in time order — the batches' sketches, their leave-one-out novelty (categorical columns) and
+    how many were entirely null; :func:`detect_recent_drift` and :func:`novel_categories` judge
+    later batches with them.
     """
     names = list(profile.columns) if columns is None else list(columns)
     for name in names:
         profile.column(name)  # InputDataError naming the known columns
     values: dict[str, list[tuple[str, float, int]]] = {name: [] for name in names}
+    sketches: dict[str, list[Mapping[str, Any]]] = {name: [] for name in names}
+    seen: dict[str, list[dict[str, int]]] = {name: [] for name in names}
+    empty: Counter[str] = Counter()
     for index, batch in enumerate(batches):
         if not isinstance(batch, pd.DataFrame):
             raise InputDataError(
@@ -1112,6 +1123,22 @@ def calibrate_profile(
             )
         if len(batch) == 0:
             continue
+        for name in names:
+            if name not in batch.columns:
+                continue
+            column = profile.columns[name]
+            series = column_series(batch, name)
+            try:
+                compatible_kind(series, column.kind, column=name, where="reference batch")
+            except InputDataError:
+                continue
+            sketch = batch_sketch(series, column)
+            if sketch is None:
+                empty[name] += 1
+                continue
+            sketches[name].append(sketch)
+            if isinstance(column, CategoricalColumnProfile):
+                seen[name].append(category_counts(series))
         for name in names:
             if name not in batch.columns:
                 continue
@@ -1137,7 +1164,15 @@ def calibrate_profile(
                 values=tuple(v for v, _ in kept),
                 rows=tuple(rows for _, rows in kept),
             )
-    return replace(profile, batch_statistics=statistics)
+    recent = {
+        name: replace(
+            _recent_statistics(profile.columns[name], sketches[name], seen[name]),
+            empty_batches=empty[name],
+        )
+        for name in names
+        if sketches[name]
+    }
+    return replace(profile, batch_statistics=statistics, recent_statistics=recent)
 
 
 def _with_batch_floor(result: DriftResult, batches: BatchStatistics | None) -> DriftResult:
@@ -1161,4 +1196,283 @@ def _with_batch_floor(result: DriftResult, batches: BatchStatistics | None) -> D
         drifted=bool(decide(result.method, result.statistic, result.p_value, threshold)),
         batch_floor=floor,
         reference_batches=len(batches.values),
+    )
+
+
+# ------------------------------------------------------------- against the recent batches
+
+#: How many preceding batches make the *recent reference* of a batch.
+RECENT_PARTITIONS = 4
+#: A numeric batch is sketched by this many quantiles (the midpoints of equal-mass slices).
+SKETCH_QUANTILES = 20
+#: A categorical batch sketch keeps its most frequent categories; the rest pool in one bucket.
+SKETCH_CATEGORIES = 64
+#: Fewest batch-to-recent distances a recent noise floor is learned from.
+MIN_RECENT_BATCHES = 4
+
+RECENT_METHOD_NUMERIC = WASSERSTEIN
+RECENT_METHOD_CATEGORICAL = JENSENSHANNON
+
+
+def batch_sketch(series: pd.Series, reference: ColumnProfile) -> dict[str, Any] | None:
+    """A few numbers that stand for one batch of a column in a later recent reference.
+
+    Numeric: the values at the ``(i + 0.5) / SKETCH_QUANTILES`` quantiles and the count;
+    categorical: the counts of the ``SKETCH_CATEGORIES`` most frequent categories and the count.
+    None when the batch has no value of the column (an all-null batch has no distribution).
+    """
+    if isinstance(reference, CategoricalColumnProfile):
+        counts = category_counts(series)
+        total = sum(counts.values())
+        if total == 0:
+            return None
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        kept = dict(ranked[:SKETCH_CATEGORIES])
+        rest = total - sum(kept.values())
+        if rest:
+            kept[_OTHER] = rest
+        return {"counts": kept, "n": int(total)}
+    values, _, _ = numeric_values(series, kind=reference.kind)
+    if len(values) == 0:
+        return None
+    levels = (np.arange(SKETCH_QUANTILES) + 0.5) / SKETCH_QUANTILES
+    return {"quantiles": [float(q) for q in np.quantile(values, levels)], "n": len(values)}
+
+
+def sketch_distance(
+    current: Mapping[str, Any], recent: Sequence[Mapping[str, Any]], *, scale: float
+) -> float:
+    """Distance of a batch sketch from the pool of the recent batches' sketches.
+
+    Numeric: the first Wasserstein distance between the two quantile sketches, each quantile
+    weighted by its batch's share of the pool, normed by ``scale`` (the reference's standard
+    deviation, floored at 0.001 as Evidently floors it). Categorical: the Jensen–Shannon
+    distance between the category shares (the pooled "other" buckets as one category).
+    """
+    if "quantiles" in current:
+        pooled = [q for sketch in recent for q in sketch["quantiles"]]
+        weights = [
+            float(sketch["n"]) / len(sketch["quantiles"])
+            for sketch in recent
+            for _ in sketch["quantiles"]
+        ]
+        distance = stats.wasserstein_distance(current["quantiles"], pooled, None, weights)
+        return float(distance) / max(scale, _WASSERSTEIN_MIN_NORM)
+    pooled_counts: Counter[str] = Counter()
+    for sketch in recent:
+        pooled_counts.update(sketch["counts"])
+    keys = sorted(set(pooled_counts) | set(current["counts"]))
+    left = np.array([float(current["counts"].get(k, 0)) for k in keys])
+    right = np.array([float(pooled_counts.get(k, 0)) for k in keys])
+    return _jensenshannon(left, right)
+
+
+def _scale_of(reference: ColumnProfile) -> float:
+    return reference.std if isinstance(reference, NumericColumnProfile) else 1.0
+
+
+def _recent_statistics(
+    reference: ColumnProfile,
+    sketches: Sequence[Mapping[str, Any]],
+    seen: Sequence[Mapping[str, int]],
+) -> RecentStatistics:
+    scale = _scale_of(reference)
+    values: list[float] = []
+    rows: list[int] = []
+    for index in range(1, len(sketches)):
+        before = sketches[max(0, index - RECENT_PARTITIONS) : index]
+        values.append(sketch_distance(sketches[index], before, scale=scale))
+        rows.append(int(sketches[index]["n"]))
+    novel: list[float] = []
+    if len(seen) >= 2:
+        occurrences: Counter[str] = Counter()
+        for counts in seen:
+            occurrences.update(counts.keys())
+        for counts in seen:
+            total = sum(counts.values())
+            # leave-one-out: categories no *other* reference batch has
+            alone = sum(count for category, count in counts.items() if occurrences[category] == 1)
+            novel.append(alone / total if total else 0.0)
+    return RecentStatistics(
+        values=tuple(values),
+        rows=tuple(rows),
+        sketches=tuple(sketches),
+        novel_values=tuple(novel),
+    )
+
+
+@dataclass(frozen=True)
+class RecentDrift:
+    """One batch of a column against its *recent reference* (the batches just before it).
+
+    ``statistic`` is ``method``'s distance from the pooled sketches of ``partitions`` recent
+    batches; ``threshold`` the noise floor learned on the reference's own consecutive batches
+    (:func:`calibrate_profile`), widened by ``√(median rows / rows)`` for a batch smaller than
+    the reference batches (a distance's sampling noise shrinks as ``1/√n``). ``drifted`` when
+    the statistic exceeds it.
+    """
+
+    method: str
+    statistic: float
+    threshold: float
+    drifted: bool
+    partitions: int
+    reference_batches: int
+    nearest_reference_batch: float = math.inf
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "recent_nearest_reference_batch": (
+                nearest if math.isfinite(nearest := self.nearest_reference_batch) else None
+            ),
+            "recent_method": self.method,
+            "recent_statistic": self.statistic,
+            "recent_threshold": self.threshold,
+            "recent_drifted": self.drifted,
+            "recent_partitions": self.partitions,
+            "recent_reference_batches": self.reference_batches,
+        }
+
+
+def prediction_bound(values: Sequence[float]) -> float:
+    """Upper 3-σ-equivalent prediction bound for one more draw of what produced ``values``.
+
+    ``mean + t · sd · √(1 + 1/n)`` with Student's ``t`` at ``Φ(3)`` (0.99865) and ``n − 1``
+    degrees of freedom: the normal prediction interval for a new observation when mean and sd
+    are estimated from ``n`` values. It tends to ``mean + 3 sd`` for many batches and widens for
+    few (×2 at n = 6), where ``mean + 3 sd`` of a handful of batches under-covers.
+    """
+    array = np.asarray(values, dtype=np.float64)
+    n = len(array)
+    t = float(stats.t.ppf(stats.norm.cdf(CALIBRATION_SIGMAS), n - 1))
+    return float(array.mean() + t * array.std(ddof=1) * math.sqrt(1 + 1 / n))
+
+
+def recent_noise_floor(
+    statistics: RecentStatistics, rows: int, accepted: Sequence[float] = ()
+) -> float | None:
+    """The batch-to-recent distance beyond which a batch of ``rows`` values has changed.
+
+    ``accepted``: the batch-to-recent distances of the partitions checked since that passed —
+    how much consecutive partitions differ *now* (summer weeks vary more than winter ones); a
+    failed partition never widens the floor.
+    """
+    if len(statistics.values) < MIN_RECENT_BATCHES:
+        return None
+    floor = prediction_bound([*statistics.values, *accepted])
+    median_rows = float(np.median(statistics.rows))
+    if 0 < rows < median_rows:
+        floor *= math.sqrt(median_rows / rows)
+    return floor
+
+
+def detect_recent_drift(
+    reference: DatasetProfile,
+    column: str,
+    sketch: Mapping[str, Any],
+    recent: Sequence[Mapping[str, Any]],
+    accepted: Sequence[float] = (),
+) -> RecentDrift | None:
+    """``sketch`` (a batch, :func:`batch_sketch`) against the pool of ``recent`` sketches.
+
+    ``recent`` are the sketches of the batches checked just before this one (oldest first);
+    when none are given, the last reference batches stand in. ``accepted``: see
+    :func:`recent_noise_floor`. None when the profile has no
+    recent noise floor for the column (fewer than :data:`MIN_RECENT_BATCHES` calibrated
+    batches): the caller then has only the reference's verdict.
+    """
+    statistics = reference.recent_statistics.get(column)
+    if statistics is None:
+        return None
+    floor = recent_noise_floor(statistics, int(sketch["n"]), accepted)
+    if floor is None:
+        return None
+    same_kind = [
+        s for s in (*recent, *statistics.sketches) if ("quantiles" in s) == ("quantiles" in sketch)
+    ]
+    if not same_kind:
+        return None
+    pool = [s for s in recent if ("quantiles" in s) == ("quantiles" in sketch)]
+    pool = pool[-RECENT_PARTITIONS:] or [
+        s
+        for s in statistics.sketches[-RECENT_PARTITIONS:]
+        if ("quantiles" in s) == ("quantiles" in sketch)
+    ]
+    scale = _scale_of(reference.column(column))
+    statistic = sketch_distance(sketch, pool, scale=scale) if pool else math.inf
+    # A season the reference covers comes back: the batch is then close to one reference
+    # batch (January next year and January in training) though far from the months before.
+    nearest = min(
+        (
+            sketch_distance(sketch, [s], scale=scale)
+            for s in statistics.sketches
+            if ("quantiles" in s) == ("quantiles" in sketch)
+        ),
+        default=math.inf,
+    )
+    return RecentDrift(
+        method=RECENT_METHOD_NUMERIC if "quantiles" in sketch else RECENT_METHOD_CATEGORICAL,
+        statistic=min(statistic, nearest),
+        threshold=floor,
+        # strictly above: a floor with no spread (every reference batch at the distance's
+        # maximum, e.g. a calendar column) can never be exceeded
+        drifted=bool(min(statistic, nearest) > floor),
+        partitions=len(pool),
+        reference_batches=len(statistics.values),
+        nearest_reference_batch=nearest,
+    )
+
+
+@dataclass(frozen=True)
+class NovelCategories:
+    """The share of a batch's values in categories the reference never had."""
+
+    share: float
+    threshold: float
+    categories: tuple[str, ...]
+    substantial: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "novel_share": self.share,
+            "novel_threshold": self.threshold,
+            "novel_categories": list(self.categories),
+            "novel_substantial": self.substantial,
+        }
+
+
+def novel_categories(reference: DatasetProfile, column: str, series: pd.Series) -> NovelCategories:
+    """Values of a categorical column in categories unknown to its reference, and whether
+    they are a *substantial* share of the batch — a new state of the column, whatever its
+    distance says.
+
+    Substantial: above both the share an average reference category has (``1 / categories``:
+    a new level larger than a typical existing one changes what the column holds) and what the
+    reference's own batches show — the noise floor of their leave-one-out novelty (values in
+    categories no other reference batch has) plus three binomial standard errors at this batch's
+    size (with the Jeffreys ``+½`` so a reference that never saw novelty still has a scale).
+    A reference that capped its categories cannot tell unseen from rare: nothing is novel then.
+    """
+    profile = reference.column(column)
+    if not isinstance(profile, CategoricalColumnProfile):
+        raise InputDataError(f"column {column!r} is not categorical in the reference profile")
+    counts = category_counts(series)
+    total = sum(counts.values())
+    known = set(profile.categories)
+    unseen = {c: n for c, n in counts.items() if c not in known}
+    share = sum(unseen.values()) / total if total else 0.0
+    statistics = reference.recent_statistics.get(column)
+    history = statistics.novel_values if statistics is not None else ()
+    expected = float(np.mean(history)) if history else 0.0
+    floor = batch_noise_floor(history) if len(history) >= 2 else expected
+    smoothed = (expected * total + 0.5) / (total + 1) if total else 0.5
+    sampling = 3.0 * math.sqrt(smoothed * (1 - smoothed) / max(total, 1))
+    levels = max(sum(1 for n in profile.counts if n), 1)
+    threshold = max(1.0 / levels, floor + sampling)
+    ranked = sorted(unseen.items(), key=lambda item: (-item[1], item[0]))
+    return NovelCategories(
+        share=share,
+        threshold=threshold,
+        categories=tuple(c for c, _ in ranked[:10]),
+        substantial=bool(profile.other == 0 and total > 0 and share > threshold),
     )

@@ -408,17 +408,77 @@ class BatchStatistics:
 
 
 @dataclass(frozen=True)
+class RecentStatistics:
+    """How much each reference batch differs from the batches just before it, for one column.
+
+    Written by :func:`dagster_corrmon.core.drift.calibrate_profile` from the reference batches in
+    time order. ``values``/``rows``: per batch (after the first), its distance from the pooled
+    sketches of up to ``RECENT_PARTITIONS`` preceding batches and its non-null size — the noise a
+    batch-to-recent comparison shows when nothing breaks. ``sketches``: the last batches'
+    sketches (a numeric column's quantiles, a categorical column's counts), the recent reference
+    of the first batch checked after the reference. ``novel_values``: per batch, the share of its
+    values whose category no other reference batch has (categorical columns only).
+    ``empty_batches``: how many reference batches had no value of the column at all (a mostly
+    null column is entirely null in some batches without anything breaking).
+    """
+
+    values: tuple[float, ...]
+    rows: tuple[int, ...]
+    sketches: tuple[Mapping[str, Any], ...]
+    novel_values: tuple[float, ...] = ()
+    empty_batches: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "values": list(self.values),
+            "rows": list(self.rows),
+            "sketches": [dict(sketch) for sketch in self.sketches],
+            "novel_values": list(self.novel_values),
+            "empty_batches": self.empty_batches,
+        }
+
+    @classmethod
+    def from_dict(cls, column: str, data: Any) -> "RecentStatistics":
+        try:
+            result = cls(
+                values=tuple(float(v) for v in data["values"]),
+                rows=tuple(int(r) for r in data["rows"]),
+                sketches=tuple(dict(sketch) for sketch in data["sketches"]),
+                novel_values=tuple(float(v) for v in data.get("novel_values", ())),
+                empty_batches=int(data.get("empty_batches", 0)),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise InputDataError(
+                f"profile is corrupt: recent_statistics of column {column!r}: {error!r}"
+            ) from error
+        if len(result.values) != len(result.rows) or not all(
+            math.isfinite(v) and v >= 0 for v in (*result.values, *result.novel_values)
+        ):
+            raise InputDataError(
+                f"profile is corrupt: recent_statistics of column {column!r} need one finite, "
+                "non-negative value per batch"
+            )
+        return result
+
+
+@dataclass(frozen=True)
 class DatasetProfile:
     """Profiles of the columns of one batch (or of the merge of several batches).
 
     ``batch_statistics`` (optional, per column) records how much the reference's own batches
-    drift from it (see :class:`BatchStatistics`); a merged profile has none.
+    drift from it (see :class:`BatchStatistics`), ``recent_statistics`` how much each differs
+    from the batches before it (:class:`RecentStatistics`); a merged profile has neither.
+    ``empty_columns`` are columns with no value at all in the reference (kept by
+    ``build_reference_profile(keep_empty=True)``): nothing to compare a distribution with, but
+    a column that becomes filled has changed state, and the drift check says so.
     """
 
     rows: int
     columns: Mapping[str, ColumnProfile] = field(default_factory=dict)
     schema_version: int = PROFILE_SCHEMA_VERSION
     batch_statistics: Mapping[str, BatchStatistics] = field(default_factory=dict)
+    recent_statistics: Mapping[str, RecentStatistics] = field(default_factory=dict)
+    empty_columns: tuple[str, ...] = ()
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -445,6 +505,12 @@ class DatasetProfile:
             data["batch_statistics"] = {
                 name: stats.to_dict() for name, stats in self.batch_statistics.items()
             }
+        if self.recent_statistics:
+            data["recent_statistics"] = {
+                name: stats.to_dict() for name, stats in self.recent_statistics.items()
+            }
+        if self.empty_columns:
+            data["empty_columns"] = list(self.empty_columns)
         return data
 
     def to_json(self, *, indent: int | None = None) -> str:
@@ -488,11 +554,25 @@ class DatasetProfile:
                     "which the profile does not have"
                 )
             batch_statistics[name] = BatchStatistics.from_dict(name, entry)
+        raw_recent = data.get("recent_statistics") or {}
+        if not isinstance(raw_recent, Mapping) or not set(raw_recent) <= set(columns):
+            raise InputDataError(
+                "profile is corrupt: recent_statistics must map profiled columns to statistics"
+            )
+        raw_empty = data.get("empty_columns") or []
+        if not isinstance(raw_empty, list) or set(map(str, raw_empty)) & set(columns):
+            raise InputDataError(
+                "profile is corrupt: empty_columns must list columns the profile does not have"
+            )
         return cls(
             rows=rows,
             columns=columns,
             schema_version=PROFILE_SCHEMA_VERSION,
             batch_statistics=batch_statistics,
+            recent_statistics={
+                name: RecentStatistics.from_dict(name, entry) for name, entry in raw_recent.items()
+            },
+            empty_columns=tuple(str(name) for name in raw_empty),
         )
 
     @classmethod
@@ -624,21 +704,28 @@ def build_reference_profile(
     bins: int = DEFAULT_BINS,
     max_categories: int = DEFAULT_MAX_CATEGORIES,
     max_exact_values: int = DEFAULT_MAX_EXACT_VALUES,
+    keep_empty: bool = False,
 ) -> DatasetProfile:
     """Profile a reference table, fixing the bin edges and categories later batches reuse.
 
     Numeric edges are the reference's ``1/bins … (bins-1)/bins`` quantiles (duplicates dropped);
     categories are its ``max_categories`` most frequent values (ties broken by value). Every
-    profiled column needs at least one non-null value here: a reference cannot describe nothing.
+    profiled column needs at least one non-null value here: a reference cannot describe nothing —
+    unless ``keep_empty``, which lists such columns in ``empty_columns`` instead (a model's
+    feature that is all null in training is still a feature whose filling is news).
     """
     _check_positive_int("bins", bins, 2)
     _check_positive_int("max_categories", max_categories, 1)
     _check_positive_int("max_exact_values", max_exact_values, MIN_EXACT_VALUES)
     names = _select_columns(frame, columns, "reference")
     profiles: dict[str, ColumnProfile] = {}
+    empty: list[str] = []
     for name in names:
         series = column_series(frame, name)
         kind = column_kind(series, column=name)
+        if keep_empty and (kind == _EMPTY or not series.notna().any()):
+            empty.append(name)
+            continue
         if kind == _EMPTY:
             raise InsufficientDataError(
                 f"column {name!r} has no non-null values in the reference; cannot profile it"
@@ -671,7 +758,7 @@ def build_reference_profile(
             profiles[name] = _categorical_profile(
                 name, series, kind, categories=categories, max_categories=max_categories
             )
-    return DatasetProfile(rows=len(frame), columns=profiles)
+    return DatasetProfile(rows=len(frame), columns=profiles, empty_columns=tuple(empty))
 
 
 def profile_batch(frame: pd.DataFrame, *, like: DatasetProfile) -> DatasetProfile:

@@ -154,11 +154,12 @@ def train_model(
             f"(need at least {_MIN_TRAINING_ROWS})"
         )
     levels = _category_levels(table, features.categorical, features.max_categories)
-    reference_columns = [c for c in feature_columns if column_of(table, c).notna().any()]
-    # The reference, and how far each training partition drifts from it: the noise floor a
-    # scored partition of the same grain is judged above (core.drift.calibrate_profile).
+    # The reference (a feature all null in training stays in it as empty: its filling is news),
+    # how far each training partition drifts from it and from the partitions before it: the
+    # noise floors a scored partition of the same grain is judged above
+    # (core.drift.calibrate_profile).
     reference_profile = calibrate_profile(
-        build_reference_profile(table, columns=reference_columns), frames
+        build_reference_profile(table, columns=list(feature_columns), keep_empty=True), frames
     )
     artifact = ModelArtifact(
         estimator=None,
