@@ -44,12 +44,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
 
 from dagster_corrmon.core.profile import (
     CATEGORICAL_KINDS,
     BatchStatistics,
     CategoricalColumnProfile,
+    CategoryTail,
     DatasetProfile,
     NumericColumnProfile,
     category_counts,
@@ -98,6 +98,14 @@ SMALL_REFERENCE_ROWS = 1000  # Evidently's switch from tests to distances
 INTEGER_CARDINALITY_LIMIT = 10  # Evidently: integer columns with ≤ 10 values are categorical
 _WASSERSTEIN_MIN_NORM = 0.001  # Evidently's floor for the reference std
 _OTHER = "\x00other"  # the bucket of categories a capped reference profile did not keep
+
+
+def _scipy_stats() -> Any:
+    """``scipy.stats``, imported on first use: the import alone takes over a second, and the
+    distances (Wasserstein, Jensen–Shannon, PSI) that score large references never need it."""
+    from scipy import stats
+
+    return stats
 
 
 @dataclass(frozen=True)
@@ -201,7 +209,7 @@ def _chisquare(reference_counts: np.ndarray, current_counts: np.ndarray) -> tupl
     if np.any(expected == 0):
         # A category the reference never saw: infinite statistic, p = 0 (scipy's limit).
         return math.inf, 0.0
-    result = stats.chisquare(current_counts, expected)
+    result = _scipy_stats().chisquare(current_counts, expected)
     return float(result.statistic), float(result.pvalue)
 
 
@@ -223,7 +231,7 @@ def _z_test(
     p2 = (n2 - current_counts[0]) / n2
     pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
     z = (p1 - p2) / math.sqrt(pooled * (1 - pooled) * (1.0 / n1 + 1.0 / n2))
-    p_value = 2 * (1 - stats.norm.cdf(abs(z)))  # Evidently's formula, kept for parity
+    p_value = 2 * (1 - _scipy_stats().norm.cdf(abs(z)))  # Evidently's formula, kept for parity
     return float(z), float(p_value)
 
 
@@ -232,8 +240,32 @@ def _jensenshannon(reference_share: np.ndarray, current_share: np.ndarray) -> fl
     p = reference_share / reference_share.sum()
     q = current_share / current_share.sum()
     m = (p + q) / 2.0
-    js = float(np.sum(special.rel_entr(p, m)) + np.sum(special.rel_entr(q, m)))
+    js = _relative_entropy(p, m) + _relative_entropy(q, m)
     return math.sqrt(max(js, 0.0) / 2.0)
+
+
+def _relative_entropy(p: np.ndarray, m: np.ndarray) -> float:
+    """``Σ scipy.special.rel_entr(p, m)`` for ``m > 0`` wherever ``p > 0`` (0 · log 0 = 0)."""
+    positive = p > 0
+    return float(np.sum(p[positive] * np.log(p[positive] / m[positive])))
+
+
+def _js_lumped_bound(statistic: float, reference_share: float, current_share: float) -> float:
+    """How far the Jensen–Shannon distance can exceed ``statistic`` when one cell lumps a tail.
+
+    The divergence is a sum over categories of ``f(p, q) = ½ [p ln(2p/(p+q)) + q ln(2q/(p+q))]``.
+    Lumping the categories of a cell into one (shares ``P``, ``Q``) can only lower that sum
+    (``f`` is jointly convex and 1-homogeneous: the data-processing inequality), and the cell's
+    categories contribute at most ``½ (P + Q) ln 2`` (reached when no category is on both
+    sides). So ``statistic² ≤ D ≤ statistic² − f(P, Q) + ½ (P + Q) ln 2``.
+    """
+    p, q = reference_share, current_share
+    total = p + q
+    if total <= 0:
+        return 0.0
+    lumped = 0.5 * sum(x * math.log(2 * x / total) for x in (p, q) if x > 0)
+    upper = statistic * statistic - lumped + 0.5 * total * math.log(2)
+    return max(math.sqrt(max(upper, 0.0)) - statistic, 0.0)
 
 
 def _fill_zeroes(shares: np.ndarray) -> np.ndarray:
@@ -541,7 +573,7 @@ def _binned_ks(reference: _NumericSide, current: _NumericSide) -> tuple[float, f
     )
     upper = min(upper, 1.0)
     n1, n2 = float(reference.count), float(current.count)
-    p_value = float(stats.kstwo.sf(lower, np.round(n1 * n2 / (n1 + n2))))
+    p_value = float(_scipy_stats().kstwo.sf(lower, np.round(n1 * n2 / (n1 + n2))))
     return lower, upper - lower, p_value
 
 
@@ -712,7 +744,7 @@ def _score_numeric(
                 warnings.filterwarnings(
                     "ignore", message="ks_2samp: Exact calculation unsuccessful"
                 )
-                ks = stats.ks_2samp(reference.sample(), current.sample())
+                ks = _scipy_stats().ks_2samp(reference.sample(), current.sample())
             return emit(float(ks.statistic), float(ks.pvalue))  # type: ignore[attr-defined]
         statistic, bound, p_value = _binned_ks(reference, _bin_like(current, reference))
         return emit(statistic, p_value, approximate=True, error_bound=bound)
@@ -803,6 +835,7 @@ def _score_categorical(
     current_rows: int,
     current_total: int,
     options: _Options,
+    reference_tail: CategoryTail | None = None,
 ) -> DriftResult:
     requested = options.method_for(column)
     if requested in (KS, WASSERSTEIN):
@@ -811,10 +844,23 @@ def _score_categorical(
         )
     merged_current = dict(current_counts)
     if reference_other:
-        # The reference profile lumped its rarest categories; lump the current's unknowns too.
-        lumped = sum(count for key, count in current_counts.items() if key not in reference_counts)
+        # The reference profile lumped its rarest categories. A current category it did not keep
+        # is either one of those (lumped alike) or never seen — certainly so when the tail's
+        # filter says so (no false negatives): those keep their own key, with reference share 0,
+        # exactly as against the raw reference. Without a filter every one may be in the tail.
+        unknown = [key for key in current_counts if key not in reference_counts]
+        maybe_in_tail = (
+            np.ones(len(unknown), dtype=bool)
+            if reference_tail is None
+            else reference_tail.might_contain(unknown)
+        )
         merged_current = {k: v for k, v in current_counts.items() if k in reference_counts}
-        merged_current[_OTHER] = lumped
+        merged_current[_OTHER] = 0
+        for key, in_tail in zip(unknown, maybe_in_tail.tolist(), strict=True):
+            if in_tail:
+                merged_current[_OTHER] += current_counts[key]
+            else:
+                merged_current[key] = current_counts[key]
         reference_counts = {**reference_counts, _OTHER: reference_other}
     keys = sorted(
         key
@@ -828,6 +874,13 @@ def _score_categorical(
     method = requested or choose_method(CATEGORICAL, reference_total, len(keys))
     threshold = options.threshold_for(column, method)
     statistic, p_value = _counts_statistic(method, key_array, reference_array, current_array)
+    error_bound = None
+    if reference_other and method == JENSENSHANNON:
+        error_bound = _js_lumped_bound(
+            statistic,
+            reference_other / reference_array.sum(),
+            merged_current[_OTHER] / current_array.sum(),
+        )
     return _result(
         column,
         method,
@@ -840,6 +893,7 @@ def _score_categorical(
         null_fraction=1.0 - current_total / current_rows if current_rows else 0.0,
         mean=None,
         approximate=bool(reference_other),
+        error_bound=error_bound,
     )
 
 
@@ -887,6 +941,8 @@ def _score_categorical_series(
     reference_other: int,
     series: pd.Series,
     options: _Options,
+    *,
+    reference_tail: CategoryTail | None = None,
 ) -> DriftResult:
     counts = category_counts(series)
     total = sum(counts.values())
@@ -904,6 +960,7 @@ def _score_categorical_series(
         current_rows=len(series),
         current_total=total,
         options=options,
+        reference_tail=reference_tail,
     )
 
 
@@ -1036,7 +1093,9 @@ def detect_drift_from_profile(
                     f"column {name!r} has no values in the reference profile"
                 )
             kept = {cat: count for cat, count in profile.category_counts().items() if count}
-            result = _score_categorical_series(name, kept, profile.other, current_series, options)
+            result = _score_categorical_series(
+                name, kept, profile.other, current_series, options, reference_tail=profile.tail
+            )
         else:
             result = _score_numeric(
                 name,
