@@ -49,8 +49,10 @@ from dagster_corrmon.core.profile import (
     CATEGORICAL_KINDS,
     BatchStatistics,
     CategoricalColumnProfile,
+    CategoryCounts,
     CategoryTail,
     DatasetProfile,
+    DatasetSketch,
     NumericColumnProfile,
     category_counts,
     column_kind,
@@ -409,10 +411,13 @@ class _NumericSide:
         )
 
     @classmethod
-    def from_profile(cls, profile: NumericColumnProfile) -> "_NumericSide":
+    def from_profile(
+        cls, profile: NumericColumnProfile, *, where: str = "reference profile"
+    ) -> "_NumericSide":
         if profile.count == 0 or profile.minimum is None or profile.maximum is None:
             raise InsufficientDataError(
-                f"column {profile.name!r} has no finite values in the reference profile"
+                f"column {profile.name!r} has no finite values in the {where}; "
+                "drift cannot be computed"
             )
         exact = profile.exact_values is not None and profile.exact_counts is not None
         return cls(
@@ -695,13 +700,13 @@ def _score_numeric(
 ) -> DriftResult:
     requested = options.method_for(column)
     reference_distinct = reference.distinct_count  # None: more than the profile's cap
-    current_distinct = current.distinct_count
-    assert current_distinct is not None  # the current side is always raw
+    current_distinct = current.distinct_count  # None: a sketch past its cap (many values)
     # Evidently infers integer columns with ≤ 10 values (in the current batch) as categorical;
     # that needs the reference's value counts, which a binned profile no longer has.
     column_type = NUMERICAL
     if (
         current.integer
+        and current_distinct is not None
         and current_distinct <= INTEGER_CARDINALITY_LIMIT
         and reference_distinct is not None
     ):
@@ -818,7 +823,12 @@ def _union_keys(
 
 
 def _bin_like(current: _NumericSide, reference: _NumericSide) -> _NumericSide:
-    """The current side with its histogram on the reference's edges (one pass, sorted)."""
+    """The current side with its histogram on the reference's edges (one pass, sorted).
+
+    A current side read from a sketch already has it (sketches use the reference's edges).
+    """
+    if current.sorted_values is None and current.histogram is not None:
+        return current
     assert reference.edges is not None and current.sorted_values is not None
     current.edges = reference.edges
     current.histogram, current.offsets = histogram_on_edges(current.sorted_values, reference.edges)
@@ -944,7 +954,27 @@ def _score_categorical_series(
     *,
     reference_tail: CategoryTail | None = None,
 ) -> DriftResult:
-    counts = category_counts(series)
+    return _score_category_counts(
+        name,
+        reference_counts,
+        reference_other,
+        category_counts(series),
+        rows=len(series),
+        options=options,
+        reference_tail=reference_tail,
+    )
+
+
+def _score_category_counts(
+    name: str,
+    reference_counts: Mapping[str, int],
+    reference_other: int,
+    counts: Mapping[str, int],
+    *,
+    rows: int,
+    options: _Options,
+    reference_tail: CategoryTail | None,
+) -> DriftResult:
     total = sum(counts.values())
     for where, size in (("reference", sum(reference_counts.values())), ("current data", total)):
         if size == 0:
@@ -957,7 +987,7 @@ def _score_categorical_series(
         reference_other,
         counts,
         reference_rows=sum(reference_counts.values()) + reference_other,
-        current_rows=len(series),
+        current_rows=rows,
         current_total=total,
         options=options,
         reference_tail=reference_tail,
@@ -1105,6 +1135,93 @@ def detect_drift_from_profile(
                 ),
                 options,
             )
+        if calibrated:
+            result = _with_batch_floor(result, reference.batch_statistics.get(name))
+        results.append(result)
+    return results
+
+
+def sketch_needs_values(
+    reference: DatasetProfile, current: DatasetSketch, column: str, *, method: str | None = None
+) -> bool:
+    """Whether scoring ``column`` from the sketch needs the current batch's raw values.
+
+    A sketch keeps a numeric column's exact values only up to the reference's cap. Past it, the
+    statistics that read the current's values themselves cannot come from the sketch: those of
+    an exactly profiled reference (exact Wasserstein, KS, counts on the union of values) and
+    Evidently's Jensen–Shannon/PSI on Sturges bins. The caller then reads that one column
+    (:func:`detect_drift_from_profile`); every other case is scored from the sketch.
+    """
+    sketch = current.columns[column]
+    profile = reference.column(column)
+    if not isinstance(sketch, NumericColumnProfile) or not isinstance(
+        profile, NumericColumnProfile
+    ):
+        return False
+    if sketch.exact_values is not None or sketch.count == 0:
+        return False
+    return profile.exact_values is not None or method in (JENSENSHANNON, PSI)
+
+
+def detect_drift_from_sketch(
+    reference: DatasetProfile,
+    current: DatasetSketch,
+    *,
+    columns: Sequence[str] | None = None,
+    method: str | None = None,
+    threshold: float | None = None,
+    calibrated: bool = True,
+) -> list[DriftResult]:
+    """:func:`detect_drift_from_profile` with the current batch given as a merged sketch.
+
+    Same tests and the same numbers as on the raw current frame (up to float summation order:
+    moments and bin offsets are merged per record batch), for every column where
+    :func:`sketch_needs_values` is False; such a column here is an :class:`InputDataError`.
+    """
+    names = list(current.columns) if columns is None else list(columns)
+    for name in names:
+        reference.column(name)
+        if name not in current.columns:
+            raise InputDataError(f"column {name!r} is not in the current batch's sketch")
+    options = _Options.build(
+        columns=names,
+        method=method,
+        per_column_method=None,
+        threshold=threshold,
+        per_column_threshold=None,
+    )
+    results: list[DriftResult] = []
+    for name in names:
+        profile, sketch = reference.columns[name], current.columns[name]
+        if sketch_needs_values(reference, current, name, method=method):
+            raise InputDataError(
+                f"column {name!r}: the current sketch lost the exact values this test needs; "
+                "score the column from its raw values"
+            )
+        if isinstance(profile, CategoricalColumnProfile) and isinstance(sketch, CategoryCounts):
+            if profile.count == 0:
+                raise InsufficientDataError(
+                    f"column {name!r} has no values in the reference profile"
+                )
+            kept = {cat: count for cat, count in profile.category_counts().items() if count}
+            result = _score_category_counts(
+                name,
+                kept,
+                profile.other,
+                sketch.counts,
+                rows=sketch.rows,
+                options=options,
+                reference_tail=profile.tail,
+            )
+        elif isinstance(profile, NumericColumnProfile) and isinstance(sketch, NumericColumnProfile):
+            result = _score_numeric(
+                name,
+                _NumericSide.from_profile(profile),
+                _NumericSide.from_profile(sketch, where="current data"),
+                options,
+            )
+        else:
+            raise InputDataError(f"column {name!r}: the sketch's kind differs from the profile's")
         if calibrated:
             result = _with_batch_floor(result, reference.batch_statistics.get(name))
         results.append(result)

@@ -1053,3 +1053,100 @@ def merge_all(profiles: Iterable[DatasetProfile]) -> DatasetProfile:
     for profile in iterator:
         total = merge_profiles(total, profile)
     return total
+
+
+# ------------------------------------------------------------------------- current-batch sketches
+
+
+@dataclass(frozen=True)
+class CategoryCounts:
+    """Every category's count in a current batch: the current side of a categorical drift test.
+
+    Unlike a :class:`CategoricalColumnProfile` it keeps *all* categories (a current batch is
+    compared with the reference, never stored), so a value the reference never saw keeps its own
+    count. Its size grows with the batch's distinct values, not with its rows.
+    """
+
+    name: str
+    kind: str
+    rows: int
+    nulls: int
+    counts: Mapping[str, int]
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts.values())
+
+
+ColumnSketch = NumericColumnProfile | CategoryCounts
+
+
+@dataclass(frozen=True)
+class DatasetSketch:
+    """Mergeable summaries of a current batch, column by column, on a reference's edges.
+
+    A large current table is sketched record batch by record batch and merged
+    (:func:`merge_sketches`), then scored against the reference profile with
+    ``core.drift.detect_drift_from_sketch`` — without ever holding the table. Numeric columns are
+    :class:`NumericColumnProfile` on the reference's edges (with exact values up to the
+    reference's cap), categorical ones :class:`CategoryCounts`.
+    """
+
+    rows: int
+    columns: Mapping[str, ColumnSketch]
+
+
+def sketch_batch(
+    frame: pd.DataFrame, *, like: DatasetProfile, columns: Sequence[str] | None = None
+) -> DatasetSketch:
+    """Sketch the ``columns`` (default: all of ``like``'s) of one current batch.
+
+    A column whose kind differs from the reference's is an :class:`InputDataError`; an all-null
+    column is not (its sketch counts no values, which the drift test reports for that column).
+    """
+    names = _select_columns(frame, list(like.columns) if columns is None else columns, "batch")
+    sketches: dict[str, ColumnSketch] = {}
+    for name in names:
+        reference = like.column(name)
+        series = column_series(frame, name)
+        compatible_kind(series, reference.kind, column=name, where="current data")
+        if isinstance(reference, NumericColumnProfile):
+            sketches[name] = _numeric_profile(
+                name,
+                series,
+                reference.kind,
+                edges=np.asarray(reference.edges, dtype=np.float64),
+                max_exact_values=reference.max_exact_values,
+            )
+        else:
+            sketches[name] = CategoryCounts(
+                name=name,
+                kind=reference.kind,
+                rows=len(series),
+                nulls=int(series.isna().sum()),
+                counts=category_counts(series),
+            )
+    return DatasetSketch(rows=len(frame), columns=sketches)
+
+
+def merge_sketches(a: DatasetSketch, b: DatasetSketch) -> DatasetSketch:
+    """The sketch of the concatenation of the two batches (same columns, same reference)."""
+    if list(a.columns) != list(b.columns):
+        raise InputDataError(
+            f"cannot merge sketches of different columns: {list(a.columns)} vs {list(b.columns)}"
+        )
+    merged: dict[str, ColumnSketch] = {}
+    for name, left in a.columns.items():
+        right = b.columns[name]
+        if isinstance(left, NumericColumnProfile) and isinstance(right, NumericColumnProfile):
+            merged[name] = _merge_numeric(left, right)
+        elif isinstance(left, CategoryCounts) and isinstance(right, CategoryCounts):
+            counts = dict(left.counts)
+            for category, count in right.counts.items():
+                counts[category] = counts.get(category, 0) + count
+            merged[name] = replace(
+                left, rows=left.rows + right.rows, nulls=left.nulls + right.nulls, counts=counts
+            )
+        else:
+            raise InputDataError(f"cannot merge sketches of column {name!r}: different kinds")
+    return DatasetSketch(rows=a.rows + b.rows, columns=merged)
