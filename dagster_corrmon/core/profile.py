@@ -143,8 +143,15 @@ def numeric_values(series: pd.Series, *, kind: str) -> tuple[np.ndarray, int, in
     The returned array may share memory with the series: callers must not write to it.
     """
     if kind == "datetime" or pd.api.types.is_datetime64_any_dtype(series.dtype):
-        as_datetime = pd.to_datetime(series, utc=True)
-        nanoseconds = as_datetime.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+        if isinstance(series.dtype, pd.DatetimeTZDtype):
+            # Already typed: convert directly (pd.to_datetime would first sample the values
+            # one Python object at a time to decide on caching).
+            naive = series.dt.tz_convert("UTC").dt.tz_localize(None)
+        elif isinstance(series.dtype, np.dtype) and series.dtype.kind == "M":
+            naive = series
+        else:
+            naive = pd.to_datetime(series, utc=True).dt.tz_localize(None)
+        nanoseconds = naive.to_numpy(dtype="datetime64[ns]")
         missing = np.isnat(nanoseconds)
         values = nanoseconds.view("int64").astype(np.float64) / 1e9
         return values[~missing], int(missing.sum()), 0
