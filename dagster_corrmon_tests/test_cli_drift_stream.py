@@ -1,6 +1,8 @@
 """``corrmon drift`` against a stored profile: streamed current files and hostile input."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -181,3 +183,21 @@ def test_profile_into_a_missing_directory_is_one_line(capsys, files, tmp_path) -
 def test_column_failure_keeps_the_contract_keys() -> None:
     row = ColumnFailure(column="x", error="no values").to_dict()
     assert list(row)[:6] == ["column", "method", "statistic", "p_value", "threshold", "drifted"]
+
+
+def test_drift_from_a_profile_does_not_import_scipy_stats(files) -> None:
+    # scipy.stats takes over a second to import; distances never need it.
+    script = (
+        "import sys\n"
+        "from dagster_corrmon.cli.main import main\n"
+        "try:\n"
+        f"    main(['drift', '--reference-profile', {str(files['profile'])!r},\n"
+        f"          '--current', {str(files['parquet'])!r}, '--format', 'json'])\n"
+        "except SystemExit as exit_:\n"
+        "    assert not exit_.code, exit_.code\n"
+        "print('scipy.stats' in sys.modules, file=sys.stderr)\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert completed.stderr.strip().splitlines()[-1] == "False"

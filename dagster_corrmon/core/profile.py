@@ -804,12 +804,13 @@ def _numeric_profile(
         maximum=float(sorted_values[-1]) if count else None,
         mean=mean,
         m2=m2,
-        edges=tuple(float(edge) for edge in edges),
-        histogram=tuple(int(c) for c in counts),
-        offsets=tuple(float(offset) for offset in offsets),
+        # .tolist() converts to Python floats/ints in C: this runs per column per record batch.
+        edges=tuple(np.asarray(edges, dtype=np.float64).tolist()),
+        histogram=tuple(counts.tolist()),
+        offsets=tuple(offsets.tolist()),
         max_exact_values=max_exact_values,
-        exact_values=tuple(float(v) for v in distinct_values) if keep_exact else None,
-        exact_counts=tuple(int(c) for c in distinct_counts) if keep_exact else None,
+        exact_values=tuple(distinct_values.tolist()) if keep_exact else None,
+        exact_counts=tuple(distinct_counts.tolist()) if keep_exact else None,
     )
 
 
@@ -944,6 +945,13 @@ def profile_batch(frame: pd.DataFrame, *, like: DatasetProfile) -> DatasetProfil
 # ------------------------------------------------------------------------------------- merging
 
 
+def _sum_tuples(a: tuple[Any, ...], b: tuple[Any, ...], dtype: Any) -> tuple[Any, ...]:
+    """Element-wise sum of two equally long tuples, in numpy (merges run per record batch)."""
+    if len(a) != len(b):
+        raise ValueError(f"cannot add {len(a)} bins to {len(b)}")
+    return tuple((np.asarray(a, dtype=dtype) + np.asarray(b, dtype=dtype)).tolist())
+
+
 def _merge_numeric(a: NumericColumnProfile, b: NumericColumnProfile) -> NumericColumnProfile:
     if a.edges != b.edges:
         raise InputDataError(
@@ -987,8 +995,8 @@ def _merge_numeric(a: NumericColumnProfile, b: NumericColumnProfile) -> NumericC
         maximum=max(maxima) if maxima else None,
         mean=mean,
         m2=m2,
-        histogram=tuple(x + y for x, y in zip(a.histogram, b.histogram, strict=True)),
-        offsets=tuple(x + y for x, y in zip(a.offsets, b.offsets, strict=True)),
+        histogram=_sum_tuples(a.histogram, b.histogram, np.int64),
+        offsets=_sum_tuples(a.offsets, b.offsets, np.float64),
         exact_values=exact_values,
         exact_counts=exact_counts,
     )
