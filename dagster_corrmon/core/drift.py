@@ -1092,7 +1092,11 @@ def detect_drift_from_profile(
       Sturges bins is read from the in-bin linear CDF; no rigorous bound (``error_bound`` None).
     * χ² / Z forced on a binned numeric reference use its quantile bins as categories.
     * a categorical reference that overflowed ``max_categories`` compares its kept categories
-      plus one bucket for the rest.
+      plus one bucket for the rest. A current value outside the kept ones that the bucket's
+      Bloom filter (:class:`~dagster_corrmon.core.profile.CategoryTail`) rules out is new: it
+      keeps its own key with reference share 0, as against the raw reference; the rest join the
+      bucket. For Jensen–Shannon the statistic is then a lower bound (lumping categories never
+      raises an f-divergence) and ``error_bound`` is rigorous (:func:`_js_lumped_bound`).
 
     Integer columns with ≤ 10 current values are categorical (as in :func:`detect_drift`) only
     when the reference profile has exact value counts; otherwise they stay numerical.
@@ -1118,13 +1122,13 @@ def detect_drift_from_profile(
         current_series = column_series(current, name)
         kind = _current_kind(current_series, name, profile.kind)
         if isinstance(profile, CategoricalColumnProfile):
-            if profile.count == 0:
-                raise InsufficientDataError(
-                    f"column {name!r} has no values in the reference profile"
-                )
-            kept = {cat: count for cat, count in profile.category_counts().items() if count}
             result = _score_categorical_series(
-                name, kept, profile.other, current_series, options, reference_tail=profile.tail
+                name,
+                _kept_counts(profile),
+                profile.other,
+                current_series,
+                options,
+                reference_tail=profile.tail,
             )
         else:
             result = _score_numeric(
@@ -1139,6 +1143,15 @@ def detect_drift_from_profile(
             result = _with_batch_floor(result, reference.batch_statistics.get(name))
         results.append(result)
     return results
+
+
+def _kept_counts(profile: CategoricalColumnProfile) -> dict[str, int]:
+    """The reference profile's non-zero kept categories (an empty profile cannot be a reference)."""
+    if profile.count == 0:
+        raise InsufficientDataError(
+            f"column {profile.name!r} has no values in the reference profile"
+        )
+    return {category: count for category, count in profile.category_counts().items() if count}
 
 
 def sketch_needs_values(
@@ -1199,14 +1212,9 @@ def detect_drift_from_sketch(
                 "score the column from its raw values"
             )
         if isinstance(profile, CategoricalColumnProfile) and isinstance(sketch, CategoryCounts):
-            if profile.count == 0:
-                raise InsufficientDataError(
-                    f"column {name!r} has no values in the reference profile"
-                )
-            kept = {cat: count for cat, count in profile.category_counts().items() if count}
             result = _score_category_counts(
                 name,
-                kept,
+                _kept_counts(profile),
                 profile.other,
                 sketch.counts,
                 rows=sketch.rows,

@@ -19,7 +19,9 @@ Column kinds (stable identifiers, stored in JSON):
   (so low-cardinality columns — and every reference of ≤ 1000 rows — are scored exactly).
 * ``"datetime"`` — profiled as numbers: seconds since the Unix epoch (UTC).
 * ``"categorical"`` — strings/categories (values are compared as ``str``): counts per category
-  fixed by the reference (its ``max_categories`` most frequent values) plus an ``other`` bucket.
+  fixed by the reference (its ``max_categories`` most frequent values) plus an ``other`` bucket,
+  whose values are filed in a Bloom filter (:class:`CategoryTail`) so that drift tests can tell
+  them from values the reference never saw.
 * ``"boolean"`` — a categorical profile with the fixed categories ``"False"`` and ``"True"``.
 
 Infinite values are kept out of the moments and the histogram (like Evidently, which drops them
@@ -909,6 +911,19 @@ def build_reference_profile(
     return DatasetProfile(rows=len(frame), columns=profiles)
 
 
+def _numeric_profile_like(
+    name: str, series: pd.Series, reference: NumericColumnProfile
+) -> NumericColumnProfile:
+    """A batch's numeric profile on the reference's edges and exact-value cap (it merges)."""
+    return _numeric_profile(
+        name,
+        series,
+        reference.kind,
+        edges=np.asarray(reference.edges, dtype=np.float64),
+        max_exact_values=reference.max_exact_values,
+    )
+
+
 def profile_batch(frame: pd.DataFrame, *, like: DatasetProfile) -> DatasetProfile:
     """Profile a batch on the edges and categories of ``like`` (usually the reference).
 
@@ -923,13 +938,7 @@ def profile_batch(frame: pd.DataFrame, *, like: DatasetProfile) -> DatasetProfil
         series = column_series(frame, name)
         compatible_kind(series, reference.kind, column=name, where="batch")
         if isinstance(reference, NumericColumnProfile):
-            profiles[name] = _numeric_profile(
-                name,
-                series,
-                reference.kind,
-                edges=np.asarray(reference.edges, dtype=np.float64),
-                max_exact_values=reference.max_exact_values,
-            )
+            profiles[name] = _numeric_profile_like(name, series, reference)
         else:
             profiles[name] = _categorical_profile(
                 name,
@@ -1126,13 +1135,7 @@ def sketch_batch(
         series = column_series(frame, name)
         compatible_kind(series, reference.kind, column=name, where="current data")
         if isinstance(reference, NumericColumnProfile):
-            sketches[name] = _numeric_profile(
-                name,
-                series,
-                reference.kind,
-                edges=np.asarray(reference.edges, dtype=np.float64),
-                max_exact_values=reference.max_exact_values,
-            )
+            sketches[name] = _numeric_profile_like(name, series, reference)
         else:
             sketches[name] = CategoryCounts(
                 name=name,
