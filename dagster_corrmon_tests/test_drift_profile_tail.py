@@ -110,3 +110,24 @@ def test_the_filter_has_no_false_negatives_and_few_false_positives() -> None:
     false_positive_rate = tail.might_contain([f"other-{i}" for i in range(20000)]).mean()
     assert false_positive_rate < 0.02
     assert CategoryTail.from_dict("c", tail.to_dict()) == tail
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_the_bound_holds_on_random_long_tails(seed) -> None:
+    rng = np.random.default_rng(seed)
+    levels = int(rng.integers(20, 400))
+    weights = rng.zipf(1.3 + rng.random(), levels).astype(float)
+    names = np.array([f"v{i}" for i in range(levels)])
+    reference = pd.DataFrame({"c": rng.choice(names, 5000, p=weights / weights.sum())})
+    drifted = rng.permutation(weights)
+    current_values = rng.choice(names, 3000, p=drifted / drifted.sum()).astype(object)
+    new = rng.random(3000) < rng.random() * 0.5
+    current_values[new] = [f"new{i}" for i in rng.integers(0, 50, new.sum())]
+    current = pd.DataFrame({"c": current_values})
+    profile = build_reference_profile(reference, max_categories=int(rng.integers(1, levels)))
+    exact = _oracle(reference["c"], current["c"])
+    (result,) = detect_drift_from_profile(profile, current)
+    if result.error_bound is None:  # the cap kept every category: exact
+        assert result.statistic == pytest.approx(exact, abs=1e-12)
+    else:
+        assert result.statistic <= exact + 1e-12 <= result.statistic + result.error_bound + 1e-12
