@@ -517,6 +517,11 @@ def _check_counts(column: str, field_name: str, counts: Sequence[int], total: in
         raise _corrupt(column, field_name, f"sums to {sum(counts)}, not the count {total}")
 
 
+def _check_non_negative(column: str, fields: Mapping[str, int]) -> None:
+    for field_name, value in fields.items():
+        _check_counts(column, field_name, [value], None)
+
+
 def _check_ascending(column: str, field_name: str, values: Sequence[float]) -> None:
     array = np.asarray(values, dtype=np.float64)
     if not np.isfinite(array).all():
@@ -532,13 +537,15 @@ def _validate_numeric(profile: NumericColumnProfile) -> None:
     from nonsense, a NaN would print as NaN.
     """
     name = profile.name
-    for field_name, value in (
-        ("rows", profile.rows),
-        ("nulls", profile.nulls),
-        ("infinite", profile.infinite),
-        ("count", profile.count),
-    ):
-        _check_counts(name, field_name, [value], None)
+    _check_non_negative(
+        name,
+        {
+            "rows": profile.rows,
+            "nulls": profile.nulls,
+            "infinite": profile.infinite,
+            "count": profile.count,
+        },
+    )
     if profile.nulls + profile.infinite + profile.count != profile.rows:
         raise _corrupt(name, "rows", "is not nulls + infinite + count")
     _check_counts(name, "histogram", profile.histogram, profile.count)
@@ -573,13 +580,15 @@ def _validate_numeric(profile: NumericColumnProfile) -> None:
 def _validate_categorical(profile: CategoricalColumnProfile) -> None:
     """Refuse a categorical profile whose counts cannot describe any data."""
     name = profile.name
-    for field_name, value in (
-        ("rows", profile.rows),
-        ("nulls", profile.nulls),
-        ("count", profile.count),
-        ("other", profile.other),
-    ):
-        _check_counts(name, field_name, [value], None)
+    _check_non_negative(
+        name,
+        {
+            "rows": profile.rows,
+            "nulls": profile.nulls,
+            "count": profile.count,
+            "other": profile.other,
+        },
+    )
     if profile.nulls + profile.count != profile.rows:
         raise _corrupt(name, "rows", "is not nulls + count")
     _check_counts(name, "counts", [*profile.counts, profile.other], profile.count)
