@@ -289,3 +289,27 @@ def test_bad_configuration_is_a_config_error() -> None:
         build_reference_profile(frame, bins=1)
     with pytest.raises(ConfigError, match="max_exact_values"):
         build_reference_profile(frame, max_exact_values=5)
+
+
+@pytest.mark.parametrize(
+    ("column", "corrupt", "message"),
+    [
+        ("x", lambda c: c["histogram"].__setitem__(0, -5), "'histogram' holds a negative"),
+        ("x", lambda c: c["edges"].reverse(), "'edges' is not strictly increasing"),
+        ("x", lambda c: c["edges"].__setitem__(1, float("nan")), "'edges' holds a NaN"),
+        ("x", lambda c: c.__setitem__("nulls", -1), "'nulls' holds a negative"),
+        ("x", lambda c: c.__setitem__("m2", float("nan")), "'m2' is not a finite"),
+        ("c", lambda c: c["counts"].__setitem__(0, -3), "'counts' holds a negative"),
+        ("c", lambda c: c.__setitem__("other", 7), "'counts' sums to"),
+    ],
+)
+def test_semantically_corrupt_profiles_are_refused_naming_column_and_field(
+    column, corrupt, message
+) -> None:
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"x": rng.normal(size=3000), "c": rng.choice(["a", "b", "c"], 3000)})
+    data = build_reference_profile(frame, max_exact_values=20).to_dict()
+    entry = next(entry for entry in data["columns"] if entry["name"] == column)
+    corrupt(entry)
+    with pytest.raises(InputDataError, match=rf"column '{column}' is corrupt: field {message}"):
+        DatasetProfile.from_dict(data)

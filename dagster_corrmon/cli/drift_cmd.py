@@ -9,11 +9,19 @@
 The JSON output is a list with one object per column whose first keys are
 ``column, method, statistic, p_value, threshold, drifted`` (then ``decision``, ``column_type``,
 row counts, ``approximate``, ``error_bound``, ``current_null_fraction``, ``current_mean``).
+A column that cannot be tested (no value in the current batch) has ``drifted: null`` and an
+``error``. The JSON is strict: a non-finite number is ``null``, never ``NaN``.
+
+Against ``--reference-profile`` the current file is streamed in record batches
+(:mod:`dagster_corrmon.streaming`): memory stays bounded whatever its size.
 """
 
 import json
+import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -22,7 +30,6 @@ from dagster_corrmon.core.drift import (
     DriftResult,
     calibrate_profile,
     detect_drift,
-    detect_drift_from_profile,
 )
 from dagster_corrmon.core.profile import (
     DEFAULT_BINS,
@@ -30,18 +37,38 @@ from dagster_corrmon.core.profile import (
     DatasetProfile,
     build_reference_profile,
 )
-from dagster_corrmon.errors import ConfigError
+from dagster_corrmon.errors import ConfigError, InputDataError
+from dagster_corrmon.streaming import (
+    ColumnFailure,
+    ColumnOutcome,
+    drift_from_profile_file,
+    per_column,
+)
 from dagster_corrmon.tables import read_table
 
 
 def parse_columns(text: str | None) -> list[str] | None:
-    """``"a, b"`` → ``["a", "b"]``; None stays None (all columns)."""
+    """``"a, b"`` → ``["a", "b"]``; None stays None (all columns). A repeated name is an error."""
     if text is None:
         return None
     columns = [name.strip() for name in text.split(",") if name.strip()]
     if not columns:
         raise ConfigError(f"--columns {text!r} names no column")
+    repeated = sorted({name for name in columns if columns.count(name) > 1})
+    if repeated:
+        raise ConfigError(f"--columns names {', '.join(map(repr, repeated))} more than once")
     return columns
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\x1b``): data-derived names must
+    not move the cursor, recolour or clear the terminal, or break a table's lines."""
+    if text.isprintable():
+        return text
+    return "".join(
+        char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+        for char in text
+    )
 
 
 _COLUMNS_OPTION = click.option(
@@ -92,6 +119,8 @@ def profile_command(
 ) -> None:
     """Profile DATA (CSV or Parquet) as a drift reference and write it to --out as JSON."""
     selected = parse_columns(columns)
+    if not out.parent.is_dir():  # before the work, not after it
+        raise InputDataError(f"--out {out}: directory {out.parent} does not exist")
     wanted = selected
     if selected is not None and batch_column is not None and batch_column not in selected:
         wanted = [*selected, batch_column]
@@ -115,7 +144,10 @@ def profile_command(
             f"; noise floors for {len(profile.batch_statistics)} column(s) from "
             f"{groups.ngroups} batches of {batch_column!r}"
         )
-    profile.save(out)
+    try:
+        profile.save(out)
+    except OSError as error:
+        raise InputDataError(f"--out {out}: cannot write the profile: {error}") from error
     click.echo(f"{summary} → {out}")
 
 
@@ -125,21 +157,29 @@ def _format_number(value: float | None, digits: int = 4) -> str:
     return f"{value:.{digits}g}"
 
 
-def format_table(results: list[DriftResult]) -> str:
-    """Aligned plain-text table, one line per column, then a one-line summary."""
+def _table_row(outcome: ColumnOutcome) -> tuple[str, ...]:
+    if isinstance(outcome, ColumnFailure):
+        return (printable(outcome.column), "-", "-", "-", "-", "-", "ERROR")
+    return (
+        printable(outcome.column),
+        outcome.column_type,
+        outcome.method,
+        ("~" if outcome.approximate else "") + _format_number(outcome.statistic),
+        _format_number(outcome.p_value, 3),
+        _format_number(outcome.threshold, 3),
+        "DRIFT" if outcome.drifted else "ok",
+    )
+
+
+def format_table(outcomes: Sequence[ColumnOutcome]) -> str:
+    """Aligned plain-text table, one line per column, then a one-line summary.
+
+    Column names come from data: control characters in them are escaped (:func:`printable`).
+    """
     header = ("column", "type", "method", "statistic", "p_value", "threshold", "drift")
-    rows = [
-        (
-            result.column,
-            result.column_type,
-            result.method,
-            ("~" if result.approximate else "") + _format_number(result.statistic),
-            _format_number(result.p_value, 3),
-            _format_number(result.threshold, 3),
-            "DRIFT" if result.drifted else "ok",
-        )
-        for result in results
-    ]
+    rows = [_table_row(outcome) for outcome in outcomes]
+    results = [outcome for outcome in outcomes if isinstance(outcome, DriftResult)]
+    failures = [outcome for outcome in outcomes if isinstance(outcome, ColumnFailure)]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     numeric = {3, 4, 5}  # right-align numbers
 
@@ -152,12 +192,27 @@ def format_table(results: list[DriftResult]) -> str:
     drifted = sum(result.drifted for result in results)
     lines = [line(header), line(tuple("-" * width for width in widths))]
     lines += [line(row) for row in rows]
-    lines.append(f"{drifted} of {len(results)} columns drifted")
+    summary = f"{drifted} of {len(outcomes)} columns drifted"
+    if failures:
+        summary += f", {len(failures)} could not be tested"
+    lines.append(summary)
+    lines += [f"ERROR {printable(failure.error)}" for failure in failures]
     if any(result.approximate for result in results):
         lines.append(
             "~ estimated from the stored reference profile (see error_bound in --format json)"
         )
     return "\n".join(lines)
+
+
+def _strict_json(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None (strict JSON has neither)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _strict_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict_json(item) for item in value]
+    return value
 
 
 @click.command("drift")
@@ -220,27 +275,33 @@ def drift_command(
     if (reference is None) == (reference_profile is None):
         raise ConfigError("give exactly one of --reference and --reference-profile")
     selected = parse_columns(columns)
+    outcomes: list[ColumnOutcome]
     if reference_profile is not None:
         profile = DatasetProfile.load(reference_profile)
-        for name in selected or []:
-            profile.column(name)  # a clear error naming the profile's columns
-        current_frame = read_table(current, columns=selected or list(profile.columns))
-        results = detect_drift_from_profile(
-            profile, current_frame, columns=selected, method=method, threshold=threshold
+        outcomes = drift_from_profile_file(
+            profile, current, columns=selected, method=method, threshold=threshold
         )
     else:
         assert reference is not None
         reference_frame = read_table(reference, columns=selected)
         wanted = selected or [str(name) for name in reference_frame.columns]
         current_frame = read_table(current, columns=wanted)
-        results = detect_drift(
-            reference_frame, current_frame, columns=selected, method=method, threshold=threshold
-        )
+
+        def score(name: str) -> DriftResult:
+            (result,) = detect_drift(
+                reference_frame, current_frame, columns=[name], method=method, threshold=threshold
+            )
+            return result
+
+        outcomes = per_column(wanted, score)
     if output_format == "json":
-        click.echo(json.dumps([result.to_dict() for result in results], indent=2))
+        rows = [_strict_json(outcome.to_dict()) for outcome in outcomes]
+        click.echo(json.dumps(rows, indent=2, allow_nan=False))
     else:
-        click.echo(format_table(results))
-    if fail_on_drift and any(result.drifted for result in results):
+        click.echo(format_table(outcomes))
+    if fail_on_drift and any(
+        isinstance(outcome, ColumnFailure) or outcome.drifted for outcome in outcomes
+    ):
         # Not click's Exit: cli.main runs click with standalone_mode=False, which turns an
         # Exit into a return value that main() then drops.
         sys.exit(1)

@@ -44,14 +44,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
 
 from dagster_corrmon.core.profile import (
     CATEGORICAL_KINDS,
     BatchStatistics,
     CategoricalColumnProfile,
+    CategoryCounts,
+    CategoryTail,
     ColumnProfile,
     DatasetProfile,
+    DatasetSketch,
     NumericColumnProfile,
     RecentStatistics,
     category_counts,
@@ -100,6 +102,14 @@ SMALL_REFERENCE_ROWS = 1000  # Evidently's switch from tests to distances
 INTEGER_CARDINALITY_LIMIT = 10  # Evidently: integer columns with ≤ 10 values are categorical
 _WASSERSTEIN_MIN_NORM = 0.001  # Evidently's floor for the reference std
 _OTHER = "\x00other"  # the bucket of categories a capped reference profile did not keep
+
+
+def _scipy_stats() -> Any:
+    """``scipy.stats``, imported on first use: the import alone takes over a second, and the
+    distances (Wasserstein, Jensen–Shannon, PSI) that score large references never need it."""
+    from scipy import stats
+
+    return stats
 
 
 @dataclass(frozen=True)
@@ -203,7 +213,7 @@ def _chisquare(reference_counts: np.ndarray, current_counts: np.ndarray) -> tupl
     if np.any(expected == 0):
         # A category the reference never saw: infinite statistic, p = 0 (scipy's limit).
         return math.inf, 0.0
-    result = stats.chisquare(current_counts, expected)
+    result = _scipy_stats().chisquare(current_counts, expected)
     return float(result.statistic), float(result.pvalue)
 
 
@@ -225,7 +235,7 @@ def _z_test(
     p2 = (n2 - current_counts[0]) / n2
     pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
     z = (p1 - p2) / math.sqrt(pooled * (1 - pooled) * (1.0 / n1 + 1.0 / n2))
-    p_value = 2 * (1 - stats.norm.cdf(abs(z)))  # Evidently's formula, kept for parity
+    p_value = 2 * (1 - _scipy_stats().norm.cdf(abs(z)))  # Evidently's formula, kept for parity
     return float(z), float(p_value)
 
 
@@ -234,8 +244,32 @@ def _jensenshannon(reference_share: np.ndarray, current_share: np.ndarray) -> fl
     p = reference_share / reference_share.sum()
     q = current_share / current_share.sum()
     m = (p + q) / 2.0
-    js = float(np.sum(special.rel_entr(p, m)) + np.sum(special.rel_entr(q, m)))
+    js = _relative_entropy(p, m) + _relative_entropy(q, m)
     return math.sqrt(max(js, 0.0) / 2.0)
+
+
+def _relative_entropy(p: np.ndarray, m: np.ndarray) -> float:
+    """``Σ scipy.special.rel_entr(p, m)`` for ``m > 0`` wherever ``p > 0`` (0 · log 0 = 0)."""
+    positive = p > 0
+    return float(np.sum(p[positive] * np.log(p[positive] / m[positive])))
+
+
+def _js_lumped_bound(statistic: float, reference_share: float, current_share: float) -> float:
+    """How far the Jensen–Shannon distance can exceed ``statistic`` when one cell lumps a tail.
+
+    The divergence is a sum over categories of ``f(p, q) = ½ [p ln(2p/(p+q)) + q ln(2q/(p+q))]``.
+    Lumping the categories of a cell into one (shares ``P``, ``Q``) can only lower that sum
+    (``f`` is jointly convex and 1-homogeneous: the data-processing inequality), and the cell's
+    categories contribute at most ``½ (P + Q) ln 2`` (reached when no category is on both
+    sides). So ``statistic² ≤ D ≤ statistic² − f(P, Q) + ½ (P + Q) ln 2``.
+    """
+    p, q = reference_share, current_share
+    total = p + q
+    if total <= 0:
+        return 0.0
+    lumped = 0.5 * sum(x * math.log(2 * x / total) for x in (p, q) if x > 0)
+    upper = statistic * statistic - lumped + 0.5 * total * math.log(2)
+    return max(math.sqrt(max(upper, 0.0)) - statistic, 0.0)
 
 
 def _fill_zeroes(shares: np.ndarray) -> np.ndarray:
@@ -379,10 +413,13 @@ class _NumericSide:
         )
 
     @classmethod
-    def from_profile(cls, profile: NumericColumnProfile) -> "_NumericSide":
+    def from_profile(
+        cls, profile: NumericColumnProfile, *, where: str = "reference profile"
+    ) -> "_NumericSide":
         if profile.count == 0 or profile.minimum is None or profile.maximum is None:
             raise InsufficientDataError(
-                f"column {profile.name!r} has no finite values in the reference profile"
+                f"column {profile.name!r} has no finite values in the {where}; "
+                "drift cannot be computed"
             )
         exact = profile.exact_values is not None and profile.exact_counts is not None
         return cls(
@@ -543,7 +580,7 @@ def _binned_ks(reference: _NumericSide, current: _NumericSide) -> tuple[float, f
     )
     upper = min(upper, 1.0)
     n1, n2 = float(reference.count), float(current.count)
-    p_value = float(stats.kstwo.sf(lower, np.round(n1 * n2 / (n1 + n2))))
+    p_value = float(_scipy_stats().kstwo.sf(lower, np.round(n1 * n2 / (n1 + n2))))
     return lower, upper - lower, p_value
 
 
@@ -665,13 +702,13 @@ def _score_numeric(
 ) -> DriftResult:
     requested = options.method_for(column)
     reference_distinct = reference.distinct_count  # None: more than the profile's cap
-    current_distinct = current.distinct_count
-    assert current_distinct is not None  # the current side is always raw
+    current_distinct = current.distinct_count  # None: a sketch past its cap (many values)
     # Evidently infers integer columns with ≤ 10 values (in the current batch) as categorical;
     # that needs the reference's value counts, which a binned profile no longer has.
     column_type = NUMERICAL
     if (
         current.integer
+        and current_distinct is not None
         and current_distinct <= INTEGER_CARDINALITY_LIMIT
         and reference_distinct is not None
     ):
@@ -714,7 +751,7 @@ def _score_numeric(
                 warnings.filterwarnings(
                     "ignore", message="ks_2samp: Exact calculation unsuccessful"
                 )
-                ks = stats.ks_2samp(reference.sample(), current.sample())
+                ks = _scipy_stats().ks_2samp(reference.sample(), current.sample())
             return emit(float(ks.statistic), float(ks.pvalue))  # type: ignore[attr-defined]
         statistic, bound, p_value = _binned_ks(reference, _bin_like(current, reference))
         return emit(statistic, p_value, approximate=True, error_bound=bound)
@@ -788,7 +825,12 @@ def _union_keys(
 
 
 def _bin_like(current: _NumericSide, reference: _NumericSide) -> _NumericSide:
-    """The current side with its histogram on the reference's edges (one pass, sorted)."""
+    """The current side with its histogram on the reference's edges (one pass, sorted).
+
+    A current side read from a sketch already has it (sketches use the reference's edges).
+    """
+    if current.sorted_values is None and current.histogram is not None:
+        return current
     assert reference.edges is not None and current.sorted_values is not None
     current.edges = reference.edges
     current.histogram, current.offsets = histogram_on_edges(current.sorted_values, reference.edges)
@@ -805,6 +847,7 @@ def _score_categorical(
     current_rows: int,
     current_total: int,
     options: _Options,
+    reference_tail: CategoryTail | None = None,
 ) -> DriftResult:
     requested = options.method_for(column)
     if requested in (KS, WASSERSTEIN):
@@ -813,10 +856,23 @@ def _score_categorical(
         )
     merged_current = dict(current_counts)
     if reference_other:
-        # The reference profile lumped its rarest categories; lump the current's unknowns too.
-        lumped = sum(count for key, count in current_counts.items() if key not in reference_counts)
+        # The reference profile lumped its rarest categories. A current category it did not keep
+        # is either one of those (lumped alike) or never seen — certainly so when the tail's
+        # filter says so (no false negatives): those keep their own key, with reference share 0,
+        # exactly as against the raw reference. Without a filter every one may be in the tail.
+        unknown = [key for key in current_counts if key not in reference_counts]
+        maybe_in_tail = (
+            np.ones(len(unknown), dtype=bool)
+            if reference_tail is None
+            else reference_tail.might_contain(unknown)
+        )
         merged_current = {k: v for k, v in current_counts.items() if k in reference_counts}
-        merged_current[_OTHER] = lumped
+        merged_current[_OTHER] = 0
+        for key, in_tail in zip(unknown, maybe_in_tail.tolist(), strict=True):
+            if in_tail:
+                merged_current[_OTHER] += current_counts[key]
+            else:
+                merged_current[key] = current_counts[key]
         reference_counts = {**reference_counts, _OTHER: reference_other}
     keys = sorted(
         key
@@ -830,6 +886,13 @@ def _score_categorical(
     method = requested or choose_method(CATEGORICAL, reference_total, len(keys))
     threshold = options.threshold_for(column, method)
     statistic, p_value = _counts_statistic(method, key_array, reference_array, current_array)
+    error_bound = None
+    if reference_other and method == JENSENSHANNON:
+        error_bound = _js_lumped_bound(
+            statistic,
+            reference_other / reference_array.sum(),
+            merged_current[_OTHER] / current_array.sum(),
+        )
     return _result(
         column,
         method,
@@ -842,6 +905,7 @@ def _score_categorical(
         null_fraction=1.0 - current_total / current_rows if current_rows else 0.0,
         mean=None,
         approximate=bool(reference_other),
+        error_bound=error_bound,
     )
 
 
@@ -889,8 +953,30 @@ def _score_categorical_series(
     reference_other: int,
     series: pd.Series,
     options: _Options,
+    *,
+    reference_tail: CategoryTail | None = None,
 ) -> DriftResult:
-    counts = category_counts(series)
+    return _score_category_counts(
+        name,
+        reference_counts,
+        reference_other,
+        category_counts(series),
+        rows=len(series),
+        options=options,
+        reference_tail=reference_tail,
+    )
+
+
+def _score_category_counts(
+    name: str,
+    reference_counts: Mapping[str, int],
+    reference_other: int,
+    counts: Mapping[str, int],
+    *,
+    rows: int,
+    options: _Options,
+    reference_tail: CategoryTail | None,
+) -> DriftResult:
     total = sum(counts.values())
     for where, size in (("reference", sum(reference_counts.values())), ("current data", total)):
         if size == 0:
@@ -903,9 +989,10 @@ def _score_categorical_series(
         reference_other,
         counts,
         reference_rows=sum(reference_counts.values()) + reference_other,
-        current_rows=len(series),
+        current_rows=rows,
         current_total=total,
         options=options,
+        reference_tail=reference_tail,
     )
 
 
@@ -1007,7 +1094,11 @@ def detect_drift_from_profile(
       Sturges bins is read from the in-bin linear CDF; no rigorous bound (``error_bound`` None).
     * χ² / Z forced on a binned numeric reference use its quantile bins as categories.
     * a categorical reference that overflowed ``max_categories`` compares its kept categories
-      plus one bucket for the rest.
+      plus one bucket for the rest. A current value outside the kept ones that the bucket's
+      Bloom filter (:class:`~dagster_corrmon.core.profile.CategoryTail`) rules out is new: it
+      keeps its own key with reference share 0, as against the raw reference; the rest join the
+      bucket. For Jensen–Shannon the statistic is then a lower bound (lumping categories never
+      raises an f-divergence) and ``error_bound`` is rigorous (:func:`_js_lumped_bound`).
 
     Integer columns with ≤ 10 current values are categorical (as in :func:`detect_drift`) only
     when the reference profile has exact value counts; otherwise they stay numerical.
@@ -1033,12 +1124,14 @@ def detect_drift_from_profile(
         current_series = column_series(current, name)
         kind = _current_kind(current_series, name, profile.kind)
         if isinstance(profile, CategoricalColumnProfile):
-            if profile.count == 0:
-                raise InsufficientDataError(
-                    f"column {name!r} has no values in the reference profile"
-                )
-            kept = {cat: count for cat, count in profile.category_counts().items() if count}
-            result = _score_categorical_series(name, kept, profile.other, current_series, options)
+            result = _score_categorical_series(
+                name,
+                _kept_counts(profile),
+                profile.other,
+                current_series,
+                options,
+                reference_tail=profile.tail,
+            )
         else:
             result = _score_numeric(
                 name,
@@ -1048,6 +1141,97 @@ def detect_drift_from_profile(
                 ),
                 options,
             )
+        if calibrated:
+            result = _with_batch_floor(result, reference.batch_statistics.get(name))
+        results.append(result)
+    return results
+
+
+def _kept_counts(profile: CategoricalColumnProfile) -> dict[str, int]:
+    """The reference profile's non-zero kept categories (an empty profile cannot be a reference)."""
+    if profile.count == 0:
+        raise InsufficientDataError(
+            f"column {profile.name!r} has no values in the reference profile"
+        )
+    return {category: count for category, count in profile.category_counts().items() if count}
+
+
+def sketch_needs_values(
+    reference: DatasetProfile, current: DatasetSketch, column: str, *, method: str | None = None
+) -> bool:
+    """Whether scoring ``column`` from the sketch needs the current batch's raw values.
+
+    A sketch keeps a numeric column's exact values only up to the reference's cap. Past it, the
+    statistics that read the current's values themselves cannot come from the sketch: those of
+    an exactly profiled reference (exact Wasserstein, KS, counts on the union of values) and
+    Evidently's Jensen–Shannon/PSI on Sturges bins. The caller then reads that one column
+    (:func:`detect_drift_from_profile`); every other case is scored from the sketch.
+    """
+    sketch = current.columns[column]
+    profile = reference.column(column)
+    if not isinstance(sketch, NumericColumnProfile) or not isinstance(
+        profile, NumericColumnProfile
+    ):
+        return False
+    if sketch.exact_values is not None or sketch.count == 0:
+        return False
+    return profile.exact_values is not None or method in (JENSENSHANNON, PSI)
+
+
+def detect_drift_from_sketch(
+    reference: DatasetProfile,
+    current: DatasetSketch,
+    *,
+    columns: Sequence[str] | None = None,
+    method: str | None = None,
+    threshold: float | None = None,
+    calibrated: bool = True,
+) -> list[DriftResult]:
+    """:func:`detect_drift_from_profile` with the current batch given as a merged sketch.
+
+    Same tests and the same numbers as on the raw current frame (up to float summation order:
+    moments and bin offsets are merged per record batch), for every column where
+    :func:`sketch_needs_values` is False; such a column here is an :class:`InputDataError`.
+    """
+    names = list(current.columns) if columns is None else list(columns)
+    for name in names:
+        reference.column(name)
+        if name not in current.columns:
+            raise InputDataError(f"column {name!r} is not in the current batch's sketch")
+    options = _Options.build(
+        columns=names,
+        method=method,
+        per_column_method=None,
+        threshold=threshold,
+        per_column_threshold=None,
+    )
+    results: list[DriftResult] = []
+    for name in names:
+        profile, sketch = reference.columns[name], current.columns[name]
+        if sketch_needs_values(reference, current, name, method=method):
+            raise InputDataError(
+                f"column {name!r}: the current sketch lost the exact values this test needs; "
+                "score the column from its raw values"
+            )
+        if isinstance(profile, CategoricalColumnProfile) and isinstance(sketch, CategoryCounts):
+            result = _score_category_counts(
+                name,
+                _kept_counts(profile),
+                profile.other,
+                sketch.counts,
+                rows=sketch.rows,
+                options=options,
+                reference_tail=profile.tail,
+            )
+        elif isinstance(profile, NumericColumnProfile) and isinstance(sketch, NumericColumnProfile):
+            result = _score_numeric(
+                name,
+                _NumericSide.from_profile(profile),
+                _NumericSide.from_profile(sketch, where="current data"),
+                options,
+            )
+        else:
+            raise InputDataError(f"column {name!r}: the sketch's kind differs from the profile's")
         if calibrated:
             result = _with_batch_floor(result, reference.batch_statistics.get(name))
         results.append(result)
@@ -1256,7 +1440,7 @@ def sketch_distance(
             for sketch in recent
             for _ in sketch["quantiles"]
         ]
-        distance = stats.wasserstein_distance(current["quantiles"], pooled, None, weights)
+        distance = _scipy_stats().wasserstein_distance(current["quantiles"], pooled, None, weights)
         return float(distance) / max(scale, _WASSERSTEIN_MIN_NORM)
     pooled_counts: Counter[str] = Counter()
     for sketch in recent:
@@ -1344,6 +1528,7 @@ def prediction_bound(values: Sequence[float]) -> float:
     """
     array = np.asarray(values, dtype=np.float64)
     n = len(array)
+    stats = _scipy_stats()
     t = float(stats.t.ppf(stats.norm.cdf(CALIBRATION_SIGMAS), n - 1))
     return float(array.mean() + t * array.std(ddof=1) * math.sqrt(1 + 1 / n))
 

@@ -19,13 +19,18 @@ Column kinds (stable identifiers, stored in JSON):
   (so low-cardinality columns — and every reference of ≤ 1000 rows — are scored exactly).
 * ``"datetime"`` — profiled as numbers: seconds since the Unix epoch (UTC).
 * ``"categorical"`` — strings/categories (values are compared as ``str``): counts per category
-  fixed by the reference (its ``max_categories`` most frequent values) plus an ``other`` bucket.
+  fixed by the reference (its ``max_categories`` most frequent values) plus an ``other`` bucket,
+  whose values are filed in a Bloom filter (:class:`CategoryTail`) so that drift tests can tell
+  them from values the reference never saw.
 * ``"boolean"`` — a categorical profile with the fixed categories ``"False"`` and ``"True"``.
 
 Infinite values are kept out of the moments and the histogram (like Evidently, which drops them
 before testing) and counted separately.
 """
 
+import base64
+import binascii
+import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -59,6 +64,12 @@ CATEGORICAL_KINDS: tuple[str, ...] = ("categorical", "boolean")
 _BOOLEAN_CATEGORIES = ("False", "True")
 _EMPTY = "empty"  # a column with no non-null value: compatible with any kind
 _KIND_SAMPLE = 10_000
+TAIL_BITS_PER_CATEGORY = 10
+"""Bloom-filter bits per category lumped into ``other`` (≈ 1 % false positives)."""
+TAIL_MAX_BITS = 8 * 2**20
+"""At most 1 MiB of filter per column: past ~840 k lumped categories false positives grow, which
+widens the error bound of the drift tests but never falsifies it."""
+TAIL_MAX_HASHES = 16
 
 
 # --------------------------------------------------------------------------------------- kinds
@@ -134,8 +145,15 @@ def numeric_values(series: pd.Series, *, kind: str) -> tuple[np.ndarray, int, in
     The returned array may share memory with the series: callers must not write to it.
     """
     if kind == "datetime" or pd.api.types.is_datetime64_any_dtype(series.dtype):
-        as_datetime = pd.to_datetime(series, utc=True)
-        nanoseconds = as_datetime.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+        if isinstance(series.dtype, pd.DatetimeTZDtype):
+            # Already typed: convert directly (pd.to_datetime would first sample the values
+            # one Python object at a time to decide on caching).
+            naive = series.dt.tz_convert("UTC").dt.tz_localize(None)
+        elif isinstance(series.dtype, np.dtype) and series.dtype.kind == "M":
+            naive = series
+        else:
+            naive = pd.to_datetime(series, utc=True).dt.tz_localize(None)
+        nanoseconds = naive.to_numpy(dtype="datetime64[ns]")
         missing = np.isnat(nanoseconds)
         values = nanoseconds.view("int64").astype(np.float64) / 1e9
         return values[~missing], int(missing.sum()), 0
@@ -306,6 +324,7 @@ class NumericColumnProfile:
                 f"profile of column {profile.name!r} is corrupt: {len(profile.histogram)} "
                 f"histogram counts for {len(profile.edges)} edges"
             )
+        _validate_numeric(profile)
         return profile
 
 
@@ -322,6 +341,7 @@ class CategoricalColumnProfile:
     counts: tuple[int, ...]
     other: int  # non-null values outside ``categories``
     max_categories: int
+    tail: "CategoryTail | None" = None  # which values ``other`` holds (None: none, or unknown)
 
     @property
     def null_fraction(self) -> float:
@@ -346,6 +366,7 @@ class CategoricalColumnProfile:
             "counts": list(self.counts),
             "other": self.other,
             "max_categories": self.max_categories,
+            **({} if self.tail is None else {"tail": self.tail.to_dict()}),
         }
 
     @classmethod
@@ -360,16 +381,221 @@ class CategoricalColumnProfile:
             counts=tuple(int(count) for count in data["counts"]),
             other=int(data["other"]),
             max_categories=int(data["max_categories"]),
+            tail=None
+            if data.get("tail") is None
+            else CategoryTail.from_dict(str(data["name"]), data["tail"]),
         )
         if len(profile.categories) != len(profile.counts):
             raise InputDataError(
                 f"profile of column {profile.name!r} is corrupt: {len(profile.counts)} counts "
                 f"for {len(profile.categories)} categories"
             )
+        _validate_categorical(profile)
         return profile
 
 
+@dataclass(frozen=True)
+class CategoryTail:
+    """Which categories a profile lumped into ``other``: a Bloom filter of their names.
+
+    A capped categorical profile keeps the ``max_categories`` most frequent values and only the
+    total count of the rest. Without more, a current category outside the kept ones could be one
+    of those rare reference values or a value the reference never saw — and the two weigh very
+    differently (a never-seen value has reference share 0: Jensen–Shannon counts its whole mass,
+    χ² is infinite). The filter answers "certainly never seen" for most new values (a Bloom filter
+    has no false negatives; about 1 % false positives at :data:`TAIL_BITS_PER_CATEGORY` bits per
+    category), so the drift tests count those as new mass and treat only the rest as possibly
+    part of the lumped tail, with a rigorous error bound (see ``core.drift``).
+
+    The reference fixes the geometry (``bits``, ``hashes``); a batch profiled like it files its
+    own lumped values in a filter of that geometry, and filters merge by OR — so the filter of a
+    merged profile holds every value its ``other`` counts. Hashes are BLAKE2b of the UTF-8 name
+    (stable across processes and versions; Python's own ``hash`` is salted per process).
+    """
+
+    bits: int
+    hashes: int
+    filter: bytes
+
+    @classmethod
+    def sized_for(cls, distinct: int) -> "CategoryTail":
+        """An empty filter for about ``distinct`` categories."""
+        bits = min(max(64, TAIL_BITS_PER_CATEGORY * distinct), TAIL_MAX_BITS)
+        bits = -(-bits // 8) * 8
+        hashes = max(1, min(TAIL_MAX_HASHES, round(bits / max(distinct, 1) * math.log(2))))
+        return cls(bits, hashes, b"").cleared()
+
+    def cleared(self) -> "CategoryTail":
+        """An empty filter of the same geometry."""
+        return replace(self, filter=bytes(self.bits // 8))
+
+    def with_categories(self, categories: Sequence[str]) -> "CategoryTail":
+        """This filter with ``categories`` added (same geometry)."""
+        array = self._bit_array()
+        if len(categories):
+            array[_bloom_positions(categories, self.bits, self.hashes).ravel()] = True
+        return replace(self, filter=np.packbits(array, bitorder="little").tobytes())
+
+    def union(self, other: "CategoryTail") -> "CategoryTail":
+        """The filter of both sets; both must share one geometry (one reference)."""
+        if (self.bits, self.hashes) != (other.bits, other.hashes):
+            raise ValueError("category filters of different geometry")
+        merged = np.bitwise_or(
+            np.frombuffer(self.filter, dtype=np.uint8), np.frombuffer(other.filter, dtype=np.uint8)
+        )
+        return replace(self, filter=merged.tobytes())
+
+    def might_contain(self, categories: Sequence[str]) -> np.ndarray:
+        """Per category: False when it is certainly not in the tail, True when it may be."""
+        if not len(categories):
+            return np.zeros(0, dtype=bool)
+        positions = _bloom_positions(categories, self.bits, self.hashes)
+        return np.asarray(self._bit_array()[positions].all(axis=1), dtype=bool)
+
+    def _bit_array(self) -> np.ndarray:
+        packed = np.frombuffer(self.filter, dtype=np.uint8)
+        return np.unpackbits(packed, bitorder="little", count=self.bits).astype(bool)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bits": self.bits,
+            "hashes": self.hashes,
+            "filter": base64.b64encode(self.filter).decode("ascii"),
+        }
+
+    @classmethod
+    def from_dict(cls, column: str, data: Mapping[str, Any]) -> "CategoryTail":
+        try:
+            tail = cls(
+                bits=int(data["bits"]),
+                hashes=int(data["hashes"]),
+                filter=base64.b64decode(str(data["filter"]), validate=True),
+            )
+        except (KeyError, TypeError, ValueError, binascii.Error) as error:
+            raise _corrupt(column, "tail", f"cannot be read: {error!r}") from error
+        if (
+            tail.bits <= 0
+            or tail.bits % 8
+            or not 1 <= tail.hashes <= TAIL_MAX_HASHES
+            or len(tail.filter) * 8 != tail.bits
+        ):
+            raise _corrupt(
+                column,
+                "tail",
+                f"holds {len(tail.filter) * 8} filter bits for bits={tail.bits}, "
+                f"hashes={tail.hashes}",
+            )
+        return tail
+
+
+def _bloom_positions(categories: Sequence[str], bits: int, hashes: int) -> np.ndarray:
+    """``(len(categories), hashes)`` bit positions by double hashing (Kirsch–Mitzenmacher)."""
+    digests = b"".join(
+        hashlib.blake2b(category.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        for category in categories
+    )
+    pairs = np.frombuffer(digests, dtype="<u8").reshape(-1, 2)
+    steps = np.arange(hashes, dtype=np.uint64)
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps by design
+        combined = pairs[:, :1] + steps[None, :] * (pairs[:, 1:] | np.uint64(1))
+    return (combined % np.uint64(bits)).astype(np.int64)
+
+
 ColumnProfile = NumericColumnProfile | CategoricalColumnProfile
+
+
+def _corrupt(column: str, field_name: str, problem: str) -> InputDataError:
+    return InputDataError(
+        f"profile of column {column!r} is corrupt: field {field_name!r} {problem}"
+    )
+
+
+def _check_counts(column: str, field_name: str, counts: Sequence[int], total: int | None) -> None:
+    if any(count < 0 for count in counts):
+        raise _corrupt(column, field_name, "holds a negative count")
+    if total is not None and sum(counts) != total:
+        raise _corrupt(column, field_name, f"sums to {sum(counts)}, not the count {total}")
+
+
+def _check_non_negative(column: str, fields: Mapping[str, int]) -> None:
+    for field_name, value in fields.items():
+        _check_counts(column, field_name, [value], None)
+
+
+def _check_ascending(column: str, field_name: str, values: Sequence[float]) -> None:
+    array = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(array).all():
+        raise _corrupt(column, field_name, "holds a NaN or infinite value")
+    if np.any(np.diff(array) <= 0):
+        raise _corrupt(column, field_name, "is not strictly increasing")
+
+
+def _validate_numeric(profile: NumericColumnProfile) -> None:
+    """Refuse a profile whose numbers cannot describe any data (a hand edit, a bad merge).
+
+    Drift tests trust these fields: a negative count or reversed edges would give a verdict
+    from nonsense, a NaN would print as NaN.
+    """
+    name = profile.name
+    _check_non_negative(
+        name,
+        {
+            "rows": profile.rows,
+            "nulls": profile.nulls,
+            "infinite": profile.infinite,
+            "count": profile.count,
+        },
+    )
+    if profile.nulls + profile.infinite + profile.count != profile.rows:
+        raise _corrupt(name, "rows", "is not nulls + infinite + count")
+    _check_counts(name, "histogram", profile.histogram, profile.count)
+    _check_ascending(name, "edges", profile.edges)
+    offsets = np.asarray(profile.offsets, dtype=np.float64)
+    if not (np.isfinite(offsets).all() and (offsets >= 0).all()):
+        raise _corrupt(name, "offsets", "holds a negative, NaN or infinite value")
+    for field_name, value in (("mean", profile.mean), ("m2", profile.m2)):
+        if not math.isfinite(value):
+            raise _corrupt(name, field_name, "is not a finite number")
+    if profile.m2 < 0:
+        raise _corrupt(name, "m2", "is negative")
+    empty = profile.count == 0
+    if (profile.minimum is None) != empty or (profile.maximum is None) != empty:
+        raise _corrupt(name, "min/max", "must be set exactly when count > 0")
+    if profile.minimum is not None and profile.maximum is not None:
+        if not (math.isfinite(profile.minimum) and math.isfinite(profile.maximum)):
+            raise _corrupt(name, "min/max", "is not a finite number")
+        if profile.minimum > profile.maximum:
+            raise _corrupt(name, "min/max", "has min above max")
+    if profile.max_exact_values < 1:
+        raise _corrupt(name, "max_exact_values", "must be at least 1")
+    if (profile.exact_values is None) != (profile.exact_counts is None):
+        raise _corrupt(name, "exact_values/exact_counts", "must both be set or both be null")
+    if profile.exact_values is not None and profile.exact_counts is not None:
+        if len(profile.exact_values) != len(profile.exact_counts):
+            raise _corrupt(name, "exact_counts", "has not one count per exact value")
+        _check_ascending(name, "exact_values", profile.exact_values)
+        _check_counts(name, "exact_counts", profile.exact_counts, profile.count)
+
+
+def _validate_categorical(profile: CategoricalColumnProfile) -> None:
+    """Refuse a categorical profile whose counts cannot describe any data."""
+    name = profile.name
+    _check_non_negative(
+        name,
+        {
+            "rows": profile.rows,
+            "nulls": profile.nulls,
+            "count": profile.count,
+            "other": profile.other,
+        },
+    )
+    if profile.nulls + profile.count != profile.rows:
+        raise _corrupt(name, "rows", "is not nulls + count")
+    _check_counts(name, "counts", [*profile.counts, profile.other], profile.count)
+    if len(set(profile.categories)) != len(profile.categories):
+        raise _corrupt(name, "categories", "names a category twice")
+    if profile.max_categories < 1:
+        raise _corrupt(name, "max_categories", "must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -669,19 +895,32 @@ def _numeric_profile(
         maximum=float(sorted_values[-1]) if count else None,
         mean=mean,
         m2=m2,
-        edges=tuple(float(edge) for edge in edges),
-        histogram=tuple(int(c) for c in counts),
-        offsets=tuple(float(offset) for offset in offsets),
+        # .tolist() converts to Python floats/ints in C: this runs per column per record batch.
+        edges=tuple(np.asarray(edges, dtype=np.float64).tolist()),
+        histogram=tuple(counts.tolist()),
+        offsets=tuple(offsets.tolist()),
         max_exact_values=max_exact_values,
-        exact_values=tuple(float(v) for v in distinct_values) if keep_exact else None,
-        exact_counts=tuple(int(c) for c in distinct_counts) if keep_exact else None,
+        exact_values=tuple(distinct_values.tolist()) if keep_exact else None,
+        exact_counts=tuple(distinct_counts.tolist()) if keep_exact else None,
     )
 
 
 def _categorical_profile(
-    name: str, series: pd.Series, kind: str, *, categories: Sequence[str], max_categories: int
+    name: str,
+    series: pd.Series,
+    kind: str,
+    *,
+    categories: Sequence[str],
+    max_categories: int,
+    tail_geometry: CategoryTail | None = None,
 ) -> CategoricalColumnProfile:
+    """Counts on the reference's categories; with ``tail_geometry``, the rest filed in a filter."""
     counts = category_counts(series)
+    tail = None
+    if tail_geometry is not None:
+        kept_names = set(categories)
+        lumped = [category for category in counts if category not in kept_names]
+        tail = tail_geometry.cleared().with_categories(lumped)
     kept = [counts.get(category, 0) for category in categories]
     count = sum(counts.values())
     return CategoricalColumnProfile(
@@ -694,6 +933,7 @@ def _categorical_profile(
         counts=tuple(kept),
         other=count - sum(kept),
         max_categories=max_categories,
+        tail=tail,
     )
 
 
@@ -755,10 +995,29 @@ def build_reference_profile(
                 )
             ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
             categories = [category for category, _ in ranked[:max_categories]]
+            lumped = [category for category, _ in ranked[max_categories:]]
             profiles[name] = _categorical_profile(
-                name, series, kind, categories=categories, max_categories=max_categories
+                name,
+                series,
+                kind,
+                categories=categories,
+                max_categories=max_categories,
+                tail_geometry=CategoryTail.sized_for(len(lumped)) if lumped else None,
             )
     return DatasetProfile(rows=len(frame), columns=profiles, empty_columns=tuple(empty))
+
+
+def _numeric_profile_like(
+    name: str, series: pd.Series, reference: NumericColumnProfile
+) -> NumericColumnProfile:
+    """A batch's numeric profile on the reference's edges and exact-value cap (it merges)."""
+    return _numeric_profile(
+        name,
+        series,
+        reference.kind,
+        edges=np.asarray(reference.edges, dtype=np.float64),
+        max_exact_values=reference.max_exact_values,
+    )
 
 
 def profile_batch(frame: pd.DataFrame, *, like: DatasetProfile) -> DatasetProfile:
@@ -775,13 +1034,7 @@ def profile_batch(frame: pd.DataFrame, *, like: DatasetProfile) -> DatasetProfil
         series = column_series(frame, name)
         compatible_kind(series, reference.kind, column=name, where="batch")
         if isinstance(reference, NumericColumnProfile):
-            profiles[name] = _numeric_profile(
-                name,
-                series,
-                reference.kind,
-                edges=np.asarray(reference.edges, dtype=np.float64),
-                max_exact_values=reference.max_exact_values,
-            )
+            profiles[name] = _numeric_profile_like(name, series, reference)
         else:
             profiles[name] = _categorical_profile(
                 name,
@@ -789,11 +1042,19 @@ def profile_batch(frame: pd.DataFrame, *, like: DatasetProfile) -> DatasetProfil
                 reference.kind,
                 categories=reference.categories,
                 max_categories=reference.max_categories,
+                tail_geometry=reference.tail,
             )
     return DatasetProfile(rows=len(frame), columns=profiles)
 
 
 # ------------------------------------------------------------------------------------- merging
+
+
+def _sum_tuples(a: tuple[Any, ...], b: tuple[Any, ...], dtype: Any) -> tuple[Any, ...]:
+    """Element-wise sum of two equally long tuples, in numpy (merges run per record batch)."""
+    if len(a) != len(b):
+        raise ValueError(f"cannot add {len(a)} bins to {len(b)}")
+    return tuple((np.asarray(a, dtype=dtype) + np.asarray(b, dtype=dtype)).tolist())
 
 
 def _merge_numeric(a: NumericColumnProfile, b: NumericColumnProfile) -> NumericColumnProfile:
@@ -839,8 +1100,8 @@ def _merge_numeric(a: NumericColumnProfile, b: NumericColumnProfile) -> NumericC
         maximum=max(maxima) if maxima else None,
         mean=mean,
         m2=m2,
-        histogram=tuple(x + y for x, y in zip(a.histogram, b.histogram, strict=True)),
-        offsets=tuple(x + y for x, y in zip(a.offsets, b.offsets, strict=True)),
+        histogram=_sum_tuples(a.histogram, b.histogram, np.int64),
+        offsets=_sum_tuples(a.offsets, b.offsets, np.float64),
         exact_values=exact_values,
         exact_counts=exact_counts,
     )
@@ -849,11 +1110,20 @@ def _merge_numeric(a: NumericColumnProfile, b: NumericColumnProfile) -> NumericC
 def _merge_categorical(
     a: CategoricalColumnProfile, b: CategoricalColumnProfile
 ) -> CategoricalColumnProfile:
-    if a.categories != b.categories:
+    if a.categories != b.categories or (a.tail is None) != (b.tail is None):
         raise InputDataError(
             f"cannot merge profiles of column {a.name!r}: different categories "
             "(profile every batch with like= the same reference)"
         )
+    tail = a.tail
+    if a.tail is not None and b.tail is not None:
+        try:
+            tail = a.tail.union(b.tail)
+        except ValueError:
+            raise InputDataError(
+                f"cannot merge profiles of column {a.name!r}: different category filters "
+                "(profile every batch with like= the same reference)"
+            ) from None
     return replace(
         a,
         rows=a.rows + b.rows,
@@ -861,6 +1131,7 @@ def _merge_categorical(
         count=a.count + b.count,
         counts=tuple(x + y for x, y in zip(a.counts, b.counts, strict=True)),
         other=a.other + b.other,
+        tail=tail,
     )
 
 
@@ -902,3 +1173,94 @@ def merge_all(profiles: Iterable[DatasetProfile]) -> DatasetProfile:
     for profile in iterator:
         total = merge_profiles(total, profile)
     return total
+
+
+# ------------------------------------------------------------------------- current-batch sketches
+
+
+@dataclass(frozen=True)
+class CategoryCounts:
+    """Every category's count in a current batch: the current side of a categorical drift test.
+
+    Unlike a :class:`CategoricalColumnProfile` it keeps *all* categories (a current batch is
+    compared with the reference, never stored), so a value the reference never saw keeps its own
+    count. Its size grows with the batch's distinct values, not with its rows.
+    """
+
+    name: str
+    kind: str
+    rows: int
+    nulls: int
+    counts: Mapping[str, int]
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts.values())
+
+
+ColumnSketch = NumericColumnProfile | CategoryCounts
+
+
+@dataclass(frozen=True)
+class DatasetSketch:
+    """Mergeable summaries of a current batch, column by column, on a reference's edges.
+
+    A large current table is sketched record batch by record batch and merged
+    (:func:`merge_sketches`), then scored against the reference profile with
+    ``core.drift.detect_drift_from_sketch`` — without ever holding the table. Numeric columns are
+    :class:`NumericColumnProfile` on the reference's edges (with exact values up to the
+    reference's cap), categorical ones :class:`CategoryCounts`.
+    """
+
+    rows: int
+    columns: Mapping[str, ColumnSketch]
+
+
+def sketch_batch(
+    frame: pd.DataFrame, *, like: DatasetProfile, columns: Sequence[str] | None = None
+) -> DatasetSketch:
+    """Sketch the ``columns`` (default: all of ``like``'s) of one current batch.
+
+    A column whose kind differs from the reference's is an :class:`InputDataError`; an all-null
+    column is not (its sketch counts no values, which the drift test reports for that column).
+    """
+    names = _select_columns(frame, list(like.columns) if columns is None else columns, "batch")
+    sketches: dict[str, ColumnSketch] = {}
+    for name in names:
+        reference = like.column(name)
+        series = column_series(frame, name)
+        compatible_kind(series, reference.kind, column=name, where="current data")
+        if isinstance(reference, NumericColumnProfile):
+            sketches[name] = _numeric_profile_like(name, series, reference)
+        else:
+            sketches[name] = CategoryCounts(
+                name=name,
+                kind=reference.kind,
+                rows=len(series),
+                nulls=int(series.isna().sum()),
+                counts=category_counts(series),
+            )
+    return DatasetSketch(rows=len(frame), columns=sketches)
+
+
+def merge_sketches(a: DatasetSketch, b: DatasetSketch) -> DatasetSketch:
+    """The sketch of the concatenation of the two batches (same columns, same reference)."""
+    if list(a.columns) != list(b.columns):
+        raise InputDataError(
+            f"cannot merge sketches of different columns: {list(a.columns)} vs {list(b.columns)}"
+        )
+    merged: dict[str, ColumnSketch] = {}
+    for name, left in a.columns.items():
+        right = b.columns[name]
+        if isinstance(left, NumericColumnProfile) and isinstance(right, NumericColumnProfile):
+            merged[name] = _merge_numeric(left, right)
+        elif isinstance(left, CategoryCounts) and isinstance(right, CategoryCounts):
+            counts = dict(left.counts)
+            for category, count in right.counts.items():
+                counts[category] = counts.get(category, 0) + count
+            merged[name] = replace(
+                left, rows=left.rows + right.rows, nulls=left.nulls + right.nulls, counts=counts
+            )
+        else:
+            raise InputDataError(f"cannot merge sketches of column {name!r}: different kinds")
+    return DatasetSketch(rows=a.rows + b.rows, columns=merged)
