@@ -16,7 +16,14 @@ The pipeline, in the order :func:`attribute_performance_shift` runs it:
    points in the residuals against the frozen baseline, walked back from the detection while
    the level before them was still degraded. The shift is *sustained* with enough alarms, a
    significant change point and a degraded mean; otherwise it counts only if a cause explains
-   it (a lone alarm with no cause is most likely noise).
+   it (a lone alarm with no cause is most likely noise), and never when every degraded
+   partition's bootstrap interval reaches the baseline (a blip within sampling noise).
+   *Defect-anchored detection*: where a check failed (a quality rule, a schema contract: not
+   drift) on a feature of at least ``min_importance``, and the metric there is worse than the
+   baseline beyond its interval and by at least ``recovery_threshold`` robust σ, that is the
+   shift — onset at the first failing partition, detection at the first measured loss — even
+   with no alarm and no change point; the failing check explains it unless a repair test shows
+   restoring it recovers at most ``concept_max_recovery`` (:func:`_defect_anchored_shift`).
 2. **Evidence per candidate**, each candidate being a per-partition series on a lineage ancestor
    (null fraction, drift statistic, row count, ...) or a discrete event (code version change,
    run failure, missing batch, schema change, failed check):
@@ -89,7 +96,7 @@ Every threshold is a documented field of :class:`AttributionConfig`; none is fit
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -129,6 +136,11 @@ PERSISTENT_EVENT_KINDS = frozenset(
 )
 UPSTREAM_FAILURE_KINDS = frozenset({SignalKind.RUN_FAILURE, SignalKind.FRESHNESS})
 CODE_CHANGE_KINDS = frozenset({SignalKind.CODE_VERSION_CHANGE})
+# Checks whose failure is a *defect* of the data (a quality rule broken, a schema changed), not
+# the world moving (drift): a failure of one on an important feature, where the metric shows a
+# loss beyond its sampling noise, is a consequential data fault whatever the change-point test
+# says (a one-partition defect has no change point to find).
+DEFECT_ANCHOR_KINDS = frozenset({SignalKind.DATA_QUALITY, SignalKind.SCHEMA_CHANGE})
 
 # Stable identifier of the statistics used, stored with results.
 METHOD = "corrmon-attribution-v1"
@@ -170,12 +182,22 @@ class MetricSeries:
     higher_is_better: bool
     times: Sequence[datetime] | None = None
     model_asset: str | None = None
+    #: Each partition's bootstrap confidence interval (``None``/NaN where none was computed):
+    #: the metric's own sampling noise, against which a loss is *measured* (see
+    #: :func:`loss_beyond_noise`).
+    ci_low: Values | None = None
+    ci_high: Values | None = None
 
     def __post_init__(self) -> None:
         what = f"metric {self.name!r}"
         object.__setattr__(self, "partitions", tuple(str(key) for key in self.partitions))
         object.__setattr__(self, "values", _as_float_tuple(self.values, what=what))
         _check_partitions(self.partitions, self.values, what=what)
+        for bound in ("ci_low", "ci_high"):
+            given = getattr(self, bound)
+            if given is not None:
+                object.__setattr__(self, bound, _as_float_tuple(given, what=f"{what} {bound}"))
+                _check_partitions(self.partitions, getattr(self, bound), what=f"{what} {bound}")
         if self.times is not None:
             object.__setattr__(self, "times", tuple(self.times))
             if len(self.times) != len(self.partitions):
@@ -202,11 +224,16 @@ class CandidateSeries:
     feature_importance: float | None = None
     signal_keys: tuple[str, ...] = ()
     data_versions: Mapping[str, str] = field(default_factory=dict[str, str])
+    #: Partitions where the check behind the series *failed* at ERROR severity (a defect the
+    #: check itself judged, not merely a value): with a measured loss there, see
+    #: :data:`DEFECT_ANCHOR_KINDS`.
+    failed_partitions: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         what = f"candidate {self.key!r}"
         object.__setattr__(self, "kind", SignalKind(self.kind))
         object.__setattr__(self, "partitions", tuple(str(key) for key in self.partitions))
+        object.__setattr__(self, "failed_partitions", tuple(map(str, self.failed_partitions)))
         object.__setattr__(self, "values", _as_float_tuple(self.values, what=what))
         _check_partitions(self.partitions, self.values, what=what)
         _check_priors(self.lineage_distance, self.feature_importance, what=what)
@@ -444,6 +471,12 @@ class ShiftDetection:
     change_point_index: int | None
     change_point_significance: float | None
     sustained: bool  # min_alarms alarms and a significant change point: not a blip
+    #: Whether a degraded partition's confidence interval excludes the baseline on the bad
+    #: side (the loss is beyond the metric's sampling noise); ``None`` without intervals.
+    measured_loss: bool | None = None
+    #: The key of the failing defect check that anchored the detection (a measured loss in
+    #: the partitions where a check on an important feature failed), if it did.
+    anchor: str | None = None
 
     @property
     def relative_loss(self) -> float | None:
@@ -833,6 +866,11 @@ def _detect_shift(
     baseline_value = float(np.mean(expected[degraded]))
     degraded_value = float(np.mean(values[degraded]))
     loss = orientation * (baseline_value - degraded_value)
+    beyond = [
+        measured
+        for t in degraded
+        if (measured := loss_beyond_noise(metric, t, float(expected[t]))) is not None
+    ]
     shift = ShiftDetection(
         metric=metric.name,
         higher_is_better=metric.higher_is_better,
@@ -853,8 +891,129 @@ def _detect_shift(
             and significant_change
             and degraded_level(degraded_value - baseline_value)
         ),
+        measured_loss=any(beyond) if beyond else None,
     )
     return shift, notes
+
+
+def loss_beyond_noise(metric: MetricSeries, index: int, expected: float) -> bool | None:
+    """Whether partition ``index`` is worse than ``expected`` beyond its sampling noise.
+
+    True when the partition's bootstrap confidence interval lies wholly on the bad side of the
+    expected (baseline) level — its bound nearest to health is still worse — so the loss is not
+    the luck of which rows the partition held. ``None`` when the partition has no interval.
+    """
+    bounds = metric.ci_high if metric.higher_is_better else metric.ci_low
+    if bounds is None:
+        return None
+    bound = float(bounds[index])  # type: ignore[arg-type]
+    if not (math.isfinite(bound) and math.isfinite(expected)):
+        return None
+    return bound < expected if metric.higher_is_better else bound > expected
+
+
+def _defect_anchored_shift(
+    metric: MetricSeries,
+    evidence: Sequence["_Evidence"],
+    *,
+    config: AttributionConfig,
+    excluded: np.ndarray,
+) -> ShiftDetection | None:
+    """A shift detected by a failing defect check instead of by the metric's own alarms.
+
+    The change-point detector needs several degraded partitions and a level change to call a
+    loss sustained; a defect the checks caught in one partition (a null spike, a recoded
+    category, a renamed column) has neither, yet it costs the partitions it hits. So: for each
+    candidate whose check failed (:data:`DEFECT_ANCHOR_KINDS`) on a feature of at least
+    ``min_importance`` (normalised), take its latest run of consecutive failing partitions and
+    measure the metric there against a baseline fitted on the usable partitions before the run.
+    A partition counts when its interval excludes the baseline (:func:`loss_beyond_noise`; the
+    baseline's anomaly flag where no interval exists) *and* it is at least
+    ``recovery_threshold`` robust σ worse — outside both the sampling noise of its rows and the
+    usual partition-to-partition spread. The shift runs from the run's first failing partition
+    (the onset) to its last measured loss; the first measured loss is the detection. The latest
+    such shift wins (ties: the more important feature).
+    """
+    values = np.asarray(metric.values, dtype=np.float64)
+    n = values.size
+    usable = np.isfinite(values) & ~excluded
+    times: Sequence[Any] = metric.times if metric.times is not None else list(range(n))
+    position = {key: index for index, key in enumerate(metric.partitions)}
+    orientation = 1.0 if metric.higher_is_better else -1.0
+    direction = alarm_direction(higher_is_better=metric.higher_is_better)
+    best: tuple[tuple[int, float], ShiftDetection] | None = None
+    for item in evidence:
+        candidate = item.candidate
+        if candidate.kind not in DEFECT_ANCHOR_KINDS:
+            continue
+        if (item.importance_component or 0.0) < config.min_importance:
+            continue
+        if isinstance(candidate, CandidateSeries):
+            failed = sorted(position[p] for p in candidate.failed_partitions if p in position)
+        else:
+            failed = [position[candidate.partition]]
+        failed = [t for t in failed if usable[t]]
+        if not failed:
+            continue
+        run = [failed[-1]]
+        for t in reversed(failed[:-1]):
+            if t != run[0] - 1 and bool(np.any(usable[t + 1 : run[0]])):
+                break
+            run.insert(0, t)
+        first = run[0]
+        history = np.where(usable, values, np.nan)[:first]
+        if int(np.isfinite(history).sum()) < config.min_reference:
+            continue
+        baseline = fit_baseline(
+            history,
+            list(times[:first]),
+            method=config.baseline_method,
+            seasonality=config.seasonality,
+            threshold=config.alarm_threshold,
+            direction=direction,
+            min_points=min(config.min_reference, 5),
+        )
+        expected: dict[int, float] = {}
+        hits: list[int] = []
+        alarms = 0
+        for t in run:
+            score = baseline.score(float(values[t]), times[t])
+            expected[t] = score.expected
+            worse = -score.z if metric.higher_is_better else score.z
+            beyond = loss_beyond_noise(metric, t, score.expected)
+            alarms += int(score.anomalous)
+            if (score.anomalous if beyond is None else beyond) and (
+                worse >= config.recovery_threshold
+            ):
+                hits.append(t)
+        if not hits:
+            continue
+        degraded = [t for t in run if t <= hits[-1]]
+        baseline_value = float(np.mean([expected[t] for t in degraded]))
+        degraded_value = float(np.mean(values[degraded]))
+        shift = ShiftDetection(
+            metric=metric.name,
+            higher_is_better=metric.higher_is_better,
+            onset_index=first,
+            onset_partition=metric.partitions[first],
+            detection_index=hits[0],
+            detection_partition=metric.partitions[hits[0]],
+            end_partition=metric.partitions[hits[-1]],
+            degraded_partitions=tuple(metric.partitions[t] for t in degraded),
+            baseline_value=baseline_value,
+            degraded_value=degraded_value,
+            loss=orientation * (baseline_value - degraded_value),
+            alarm_count=alarms,
+            change_point_index=None,
+            change_point_significance=None,
+            sustained=False,
+            measured_loss=True,
+            anchor=candidate.key,
+        )
+        rank = (hits[-1], item.importance_component or 0.0)
+        if best is None or rank > best[0]:
+            best = (rank, shift)
+    return best[1] if best is not None else None
 
 
 def _latest_change(values: FloatArray, *, config: AttributionConfig, seed: int) -> int | None:
@@ -979,6 +1138,9 @@ def attribute_performance_shift(
         assert isinstance(item.candidate, CandidateEvent)
         item.start_index = position[item.candidate.partition]
     _fill_priors(evidence, config, feature_importances, column_lineage)
+    shift = _with_defect_anchor(
+        shift, metric, evidence, config=config, excluded=excluded, notes=notes
+    )
     _fill_association(evidence, matrix, metric, config=config, seed=seed, notes=notes)
     if shift is not None:
         end = position[shift.end_partition]
@@ -1056,6 +1218,43 @@ def attribute_performance_shift(
         causes=causes,
         notes=tuple(notes),
     )
+
+
+def _with_defect_anchor(
+    shift: ShiftDetection | None,
+    metric: MetricSeries,
+    evidence: Sequence["_Evidence"],
+    *,
+    config: AttributionConfig,
+    excluded: np.ndarray,
+    notes: list[str],
+) -> ShiftDetection | None:
+    """The shift to analyse, given what the failing defect checks say (see
+    :func:`_defect_anchored_shift`).
+
+    A defect-anchored shift replaces the detector's when the detector found none, found only a
+    blip (not sustained), or found one that ended before the defect's measured loss (the defect
+    is the latest episode). When the detector's sustained shift covers the defect's run, it is
+    kept and only marked with the anchor: the failing check is then evidence for its cause.
+    """
+    anchored = _defect_anchored_shift(metric, evidence, config=config, excluded=excluded)
+    if anchored is None:
+        return shift
+    position = {key: index for index, key in enumerate(metric.partitions)}
+    if (
+        shift is None
+        or not shift.sustained
+        or anchored.detection_index > position[shift.end_partition]
+    ):
+        notes.append(
+            f"detected by the failing check {anchored.anchor}: a loss beyond the metric's "
+            f"sampling noise from {anchored.detection_partition}"
+        )
+        return anchored
+    window_start = shift.onset_index - config.precedence_window
+    if window_start <= anchored.onset_index <= position[shift.end_partition]:
+        return replace(shift, anchor=anchored.anchor)
+    return shift
 
 
 def _excluded_mask(partitions: Sequence[str], exclude: Sequence[tuple[str, str]]) -> np.ndarray:
@@ -1394,22 +1593,44 @@ def _classify(
                 and item.score >= config.explain_score
                 and not negligible
             )
+    anchor = next(
+        (item for item in evidence if shift.anchor and item.candidate.key == shift.anchor), None
+    )
+    if anchor is not None and (
+        anchor.repair_recovery is None or anchor.repair_recovery >= config.concept_max_recovery
+    ):
+        # The check failed where the loss was measured; only a repair showing that restoring
+        # the column does not bring the metric back overrules it.
+        anchor.explains = True
     explaining = sorted((item for item in evidence if item.explains), key=lambda item: -item.score)
+    within_noise = not shift.sustained and shift.anchor is None and shift.measured_loss is False
     consequential = (
-        shift.loss > 0 and shift.loss >= config.min_effect and (shift.sustained or bool(explaining))
+        shift.loss > 0
+        and shift.loss >= config.min_effect
+        and not within_noise
+        and (shift.sustained or bool(explaining))
     )
     if not consequential:
-        reason = (
-            f"loss {shift.loss:.4g} is below min_effect {config.min_effect:.4g}"
-            if shift.loss < config.min_effect
-            else f"not sustained ({shift.alarm_count} alarm(s); needs {config.min_alarms}, a "
-            "significant adverse change point and a degraded mean) and no explaining cause"
-        )
+        if shift.loss < config.min_effect:
+            reason = f"loss {shift.loss:.4g} is below min_effect {config.min_effect:.4g}"
+        elif within_noise:
+            reason = (
+                "a blip within the metric's sampling noise (every degraded partition's "
+                "confidence interval reaches the baseline)"
+            )
+        else:
+            reason = (
+                f"not sustained ({shift.alarm_count} alarm(s); needs {config.min_alarms}, a "
+                "significant adverse change point and a degraded mean) and no explaining cause"
+            )
         notes.append(f"performance shift not consequential: {reason}")
         return IncidentClass.UNKNOWN, False
 
     if explaining:
         observed = [item for item in explaining if isinstance(item.candidate, CandidateSeries)]
+        observed.sort(key=lambda item: item is not anchor)  # the failing check leads
+        if anchor is not None and not observed:
+            explaining.sort(key=lambda item: item is not anchor)
         if observed:
             # An observed data defect outranks an event whose only evidence is its timing; an
             # event at or above the defect in the lineage is its root cause, the defect its

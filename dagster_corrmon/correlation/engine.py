@@ -223,13 +223,13 @@ def _recent(
     """The last ``keep`` partitions of the metric series (bounded work per correlation run)."""
     if len(points.partitions) <= keep:
         return metric, points
-    trimmed = MetricSeries(
-        name=metric.name,
+    trimmed = replace(
+        metric,
         partitions=metric.partitions[-keep:],
         values=metric.values[-keep:],
-        higher_is_better=metric.higher_is_better,
         times=metric.times[-keep:] if metric.times is not None else None,
-        model_asset=metric.model_asset,
+        ci_low=metric.ci_low[-keep:] if metric.ci_low is not None else None,
+        ci_high=metric.ci_high[-keep:] if metric.ci_high is not None else None,
     )
     return trimmed, MetricPoints(partitions=points.partitions[-keep:], times=points.times[-keep:])
 

