@@ -12,6 +12,7 @@ from dagster_corrmon.core.lineage import ancestors_with_distance
 from dagster_corrmon.core.signal import SignalKind, ensure_utc
 from dagster_corrmon.correlation.engine import (
     INCIDENT_CHECK_NAME,
+    at_risk_resolution,
     correlate,
     flag_at_risk,
     lineage_for,
@@ -129,6 +130,16 @@ def build_correlation_job(
         if result is not None and result.shift is None:
             for active in store.list_incidents(model_asset=model.name):
                 note = _resolution(active, model_metric=model.metric, labelled_until=anchor)
+                if note is not None:
+                    store.set_incident_status(
+                        active.id, IncidentStatus.RESOLVED, note=note, actor="corrmon"
+                    )
+                    context.log.info(f"{active.id} resolved: {note}")
+        if result is not None:
+            for active in store.list_incidents(model_asset=model.name):
+                note = at_risk_resolution(
+                    store, active, labelled_until=anchor, performance=incident
+                )
                 if note is not None:
                     store.set_incident_status(
                         active.id, IncidentStatus.RESOLVED, note=note, actor="corrmon"
