@@ -207,3 +207,81 @@ def test_a_code_version_change_at_the_onset_is_a_code_change(persistent: Scored)
     assert result.consequential
     assert result.classification is IncidentClass.CODE_CHANGE
     assert result.causes[0].kind == SignalKind.CODE_VERSION_CHANGE.value
+
+
+def test_confidence_is_the_documented_softmax_and_q_is_reported_only_when_informative(
+    scored: Scored,
+) -> None:
+    from scipy import special, stats
+
+    candidates = [
+        _null_candidate(scored, "dep_delay", failed=True),
+        _null_candidate(scored, "distance", failed=False),
+    ]
+    result = attribute_performance_shift(
+        scored.metric, candidates, feature_importances=scored.importances
+    )
+    config = AttributionConfig()
+    logits = config.confidence_temperature * np.array(
+        [config.explain_score, *(cause.score for cause in result.causes)]
+    )
+    expected = special.softmax(logits)[1:]
+    assert [c.confidence for c in result.causes] == pytest.approx(list(expected))
+    # 59 partitions, 2 candidates: BY can reach below 0.05 (1/59 × 1.5), so q is reported, and
+    # it is scipy's BY of the p-values.
+    p = [c.p_value for c in result.causes]
+    by = stats.false_discovery_control(p, method="by")
+    assert [c.q_value for c in result.causes] == pytest.approx(list(by))
+    # Over the last 20 partitions with 10 candidates, the smallest q BY can give is
+    # 1/20 × (1 + 1/2 + … + 1/10) ≈ 0.15: no q is reported at all, rather than q = 1 for all.
+    tail = MetricSeries(
+        name="roc_auc",
+        partitions=scored.metric.partitions[-20:],
+        values=scored.metric.values[-20:],
+        higher_is_better=True,
+        ci_low=scored.metric.ci_low[-20:] if scored.metric.ci_low else None,
+        ci_high=scored.metric.ci_high[-20:] if scored.metric.ci_high else None,
+    )
+    many = [
+        CandidateSeries(
+            asset_key="raw_departures",
+            name=f"null_fraction_{i}",
+            column="dep_delay",
+            kind=SignalKind.DATA_QUALITY,
+            partitions=tail.partitions,
+            values=scored.null_fractions["dep_delay"][-20:],
+            failed_partitions=[SPIKE_DAY],
+        )
+        for i in range(10)
+    ]
+    short = attribute_performance_shift(
+        tail,
+        many,
+        feature_importances=scored.importances,
+        config=AttributionConfig(min_reference=10),
+    )
+    assert short.causes and all(c.q_value is None for c in short.causes)
+    assert any("q not reported" in note for note in short.notes)
+
+
+def test_a_candidate_with_no_anomaly_of_its_own_is_never_the_cause(scored: Scored) -> None:
+    """A repair "recovering 86 %" by restoring a column that never moved says nothing: it is
+    not what changed (the blind evaluation's single-day blips on a clean control)."""
+    from dagster_corrmon.core.attribution import RepairRequest
+
+    quiet = _null_candidate(scored, "distance", failed=False)
+
+    def repair(request: RepairRequest) -> float:
+        gap = request.baseline_value - request.degraded_value
+        return request.degraded_value + (0.86 * gap if request.candidate is quiet else 0.0)
+
+    result = attribute_performance_shift(
+        scored.metric,
+        [_null_candidate(scored, "dep_delay", failed=True), quiet],
+        feature_importances=scored.importances,
+        repair=repair,
+    )
+    blamed = [c for c in result.causes if c.evidence["explains"]]
+    assert all(c.column != "distance" for c in blamed)
+    distance = next(c for c in result.causes if c.column == "distance")
+    assert distance.repair_recovery == pytest.approx(0.86)
