@@ -61,9 +61,9 @@ def _resolution(incident: Incident, *, model_metric: str, labelled_until: dateti
     the failure has not been seen for :data:`AT_RISK_WINDOW` of labelled partitions and the labels
     show no shift: the risk did not materialize, and a retrain would learn nothing wrong from data
     that is merely absent. Until then it stays open — and blocks retraining — as before; a failure
-    that persists keeps extending its window. An at-risk *data fault* (wrong values) stays open
-    whatever the labels say: its partitions still hold the defect a retrain would learn, so it
-    waits for a fix and backfill, or for a person to resolve it.
+    that persists keeps extending its window. Any at-risk incident, a data fault included, is
+    also closed by :func:`~dagster_corrmon.correlation.engine.at_risk_resolution` once its
+    partitions are re-materialized clean, or once labels cover them and show no loss.
     """
     if incident.metric != model_metric or incident.status not in ACTIVE_STATUSES:
         return None
