@@ -160,3 +160,53 @@ def test_the_engines_narrow_read_gives_the_candidates_of_every_stored_signal() -
     expected = build_candidates(everything, points=points, distances=distances)
     assert build_candidates(narrow, points=points, distances=distances) == expected
     assert {type(c).__name__ for c in expected} == {"CandidateSeries", "CandidateEvent"}
+
+
+def test_metric_intervals_and_failed_checks_reach_the_engine() -> None:
+    """The metric check's bootstrap interval and a check's ERROR failures are what a defect-
+    anchored detection reads; a WARN failure or a passed check is no defect."""
+    from dagster_corrmon.core.attribution import CandidateSeries
+    from dagster_corrmon.correlation.gather import build_candidates, build_metric_series
+
+    metric = [
+        Signal(
+            kind=SignalKind.METRIC,
+            asset_key="evaluation",
+            name="roc_auc",
+            partition=day,
+            event_time=_time(day),
+            value=0.9,
+            metadata={"ci_low": 0.85, "ci_high": 0.95} if day != WEEKS[1] else {},
+        )
+        for day in WEEKS
+    ]
+    found = build_metric_series(
+        metric, asset_key="evaluation", metric="roc_auc", higher_is_better=True
+    )
+    assert found is not None
+    series, points = found
+    assert series.ci_low is not None and series.ci_high is not None
+    assert series.ci_low[0] == 0.85 and series.ci_high[2] == 0.95
+    assert series.ci_low[1] != series.ci_low[1]  # NaN: no interval that partition
+
+    def nulls(day: str, *, passed: bool, severity: Severity) -> Signal:
+        return Signal(
+            kind=SignalKind.DATA_QUALITY,
+            asset_key="raw_weather",
+            name="null_fraction",
+            column="temp",
+            partition=day,
+            event_time=_time(day),
+            value=0.5,
+            passed=passed,
+            severity=severity,
+        )
+
+    signals = [
+        nulls(WEEKS[0], passed=True, severity=Severity.INFO),
+        nulls(WEEKS[1], passed=False, severity=Severity.WARN),
+        nulls(WEEKS[2], passed=False, severity=Severity.ERROR),
+    ]
+    (candidate,) = build_candidates(signals, points=points, distances={"raw_weather": 2})
+    assert isinstance(candidate, CandidateSeries)
+    assert candidate.failed_partitions == (WEEKS[2],)

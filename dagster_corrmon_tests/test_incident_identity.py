@@ -139,3 +139,19 @@ def test_a_new_incident_otherwise(
     )
     found = _id_for(store, _shift(later[0], later[1], IncidentClass(later[2])))
     assert found != "inc-existing", why
+
+
+def test_a_shift_just_after_an_open_incident_continues_it_and_keeps_its_history(
+    store: CorrmonStore,
+) -> None:
+    # Open until 10-20; a pass whose shift starts 11-03 (two weekly partitions later, within the
+    # episode gap) sees the same degradation: one incident, still dated from 10-13.
+    _existing(store, "2013-10-13", "2013-10-20", classification=IncidentClass.DATA_FAULT)
+    later = _shift("2013-11-03", "2013-11-10", IncidentClass.DATA_FAULT)
+    updated = _incident_for(store, MODEL, later, POINTS, now=WEEKS[-1])
+    assert updated.id == "inc-existing"
+    assert (updated.onset_partition, updated.detected_partition) == ("2013-10-13", "2013-10-13")
+    assert updated.window_end == _week("2013-11-10")
+    # Beyond the gap (more than episode_gap partitions after it), it is a new episode.
+    apart = _shift("2013-11-17", "2013-11-24", IncidentClass.DATA_FAULT)
+    assert _id_for(store, apart) != "inc-existing"

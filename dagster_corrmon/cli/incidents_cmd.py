@@ -264,8 +264,11 @@ def explain_text(incident: Incident, *, max_causes: int = 5) -> str:
         "",
         incident.summary.strip() or "(no explanation recorded)",
         "",
-        "Evidence per cause (score in [0, 1]; p from a circular-shift test; q after "
-        "Benjamini–Yekutieli; repair = share of the loss recovered when the suspect is restored):",
+        "Evidence per cause (score in [0, 1]; conf = probability that it is the cause, a "
+        "softmax of the scores against 'none of them'; p from a circular-shift test, whose "
+        "smallest attainable value is 1/(rotations + 1); q after Benjamini–Yekutieli, '-' when "
+        "the history is too short for any q to fall below the significance level; repair = "
+        "share of the loss recovered when the suspect is restored):",
     ]
     rows = [
         [
@@ -273,6 +276,7 @@ def explain_text(incident: Incident, *, max_causes: int = 5) -> str:
             f"{cause.asset_key}.{cause.column}" if cause.column else cause.asset_key,
             cause.kind,
             _number(cause.score, 3),
+            _number(cause.confidence, 2),
             _number(cause.p_value, 3),
             _number(cause.q_value, 3),
             _number(cause.repair_recovery, 3),
@@ -282,7 +286,7 @@ def explain_text(incident: Incident, *, max_causes: int = 5) -> str:
         ]
         for cause in sorted(incident.causes, key=lambda c: c.rank)[:max_causes]
     ]
-    headers = ["#", "cause", "kind", "score", "p", "q", "repair", "shift", "hops", "from"]
+    headers = ["#", "cause", "kind", "score", "conf", "p", "q", "repair", "shift", "hops", "from"]
     lines.append(_table(headers, rows) if rows else "(no candidate causes)")
     runs = incident.affected_runs
     if runs:

@@ -16,7 +16,14 @@ The pipeline, in the order :func:`attribute_performance_shift` runs it:
    points in the residuals against the frozen baseline, walked back from the detection while
    the level before them was still degraded. The shift is *sustained* with enough alarms, a
    significant change point and a degraded mean; otherwise it counts only if a cause explains
-   it (a lone alarm with no cause is most likely noise).
+   it (a lone alarm with no cause is most likely noise), and never when every degraded
+   partition's bootstrap interval reaches the baseline (a blip within sampling noise).
+   *Defect-anchored detection*: where a check failed (a quality rule, a schema contract: not
+   drift) on a feature of at least ``min_importance``, and the metric there is worse than the
+   baseline beyond its interval and by at least ``recovery_threshold`` robust σ, that is the
+   shift — onset at the first failing partition, detection at the first measured loss — even
+   with no alarm and no change point; the failing check explains it unless a repair test shows
+   restoring it recovers at most ``concept_max_recovery`` (:func:`_defect_anchored_shift`).
 2. **Evidence per candidate**, each candidate being a per-partition series on a lineage ancestor
    (null fraction, drift statistic, row count, ...) or a discrete event (code version change,
    run failure, missing batch, schema change, failed check):
@@ -89,7 +96,7 @@ Every threshold is a documented field of :class:`AttributionConfig`; none is fit
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -129,6 +136,11 @@ PERSISTENT_EVENT_KINDS = frozenset(
 )
 UPSTREAM_FAILURE_KINDS = frozenset({SignalKind.RUN_FAILURE, SignalKind.FRESHNESS})
 CODE_CHANGE_KINDS = frozenset({SignalKind.CODE_VERSION_CHANGE})
+# Checks whose failure is a *defect* of the data (a quality rule broken, a schema changed), not
+# the world moving (drift): a failure of one on an important feature, where the metric shows a
+# loss beyond its sampling noise, is a consequential data fault whatever the change-point test
+# says (a one-partition defect has no change point to find).
+DEFECT_ANCHOR_KINDS = frozenset({SignalKind.DATA_QUALITY, SignalKind.SCHEMA_CHANGE})
 
 # Stable identifier of the statistics used, stored with results.
 METHOD = "corrmon-attribution-v1"
@@ -170,12 +182,22 @@ class MetricSeries:
     higher_is_better: bool
     times: Sequence[datetime] | None = None
     model_asset: str | None = None
+    #: Each partition's bootstrap confidence interval (``None``/NaN where none was computed):
+    #: the metric's own sampling noise, against which a loss is *measured* (see
+    #: :func:`loss_beyond_noise`).
+    ci_low: Values | None = None
+    ci_high: Values | None = None
 
     def __post_init__(self) -> None:
         what = f"metric {self.name!r}"
         object.__setattr__(self, "partitions", tuple(str(key) for key in self.partitions))
         object.__setattr__(self, "values", _as_float_tuple(self.values, what=what))
         _check_partitions(self.partitions, self.values, what=what)
+        for bound in ("ci_low", "ci_high"):
+            given = getattr(self, bound)
+            if given is not None:
+                object.__setattr__(self, bound, _as_float_tuple(given, what=f"{what} {bound}"))
+                _check_partitions(self.partitions, getattr(self, bound), what=f"{what} {bound}")
         if self.times is not None:
             object.__setattr__(self, "times", tuple(self.times))
             if len(self.times) != len(self.partitions):
@@ -202,11 +224,16 @@ class CandidateSeries:
     feature_importance: float | None = None
     signal_keys: tuple[str, ...] = ()
     data_versions: Mapping[str, str] = field(default_factory=dict[str, str])
+    #: Partitions where the check behind the series *failed* at ERROR severity (a defect the
+    #: check itself judged, not merely a value): with a measured loss there, see
+    #: :data:`DEFECT_ANCHOR_KINDS`.
+    failed_partitions: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         what = f"candidate {self.key!r}"
         object.__setattr__(self, "kind", SignalKind(self.kind))
         object.__setattr__(self, "partitions", tuple(str(key) for key in self.partitions))
+        object.__setattr__(self, "failed_partitions", tuple(map(str, self.failed_partitions)))
         object.__setattr__(self, "values", _as_float_tuple(self.values, what=what))
         _check_partitions(self.partitions, self.values, what=what)
         _check_priors(self.lineage_distance, self.feature_importance, what=what)
@@ -341,6 +368,13 @@ class AttributionConfig:
         ``explain_score``: score at which an unrepaired, timely candidate explains the shift.
         ``min_importance``: below this normalised importance a feature cannot explain a loss
         without a repair test.
+
+    Confidence: ``confidence_temperature`` is ``k`` in each cause's ``confidence``, a softmax
+    over the candidates' scores with one more option, "none of them", scored at
+    ``explain_score``: ``confidence_i = exp(k s_i) / (exp(k explain_score) + Σ_j exp(k s_j))``.
+    It reads as the probability that candidate ``i`` is the cause: the candidates compete for
+    it, and a top score below the explaining bar leaves most of it to "none". ``k`` is a
+    convention, not a fit; its calibration is measured on generated scenario suites.
     """
 
     baseline_method: BaselineMethod = "median_mad"
@@ -372,6 +406,8 @@ class AttributionConfig:
     weight_importance: float = 0.25
     weight_lineage: float = 0.15
     weight_repair: float = 0.6
+
+    confidence_temperature: float = 10.0
 
     min_repair_recovery: float = 0.5
     concept_max_recovery: float = 0.25
@@ -410,7 +446,7 @@ class AttributionConfig:
             raise ConfigError("AttributionConfig.n_permutations must be >= 1 or None")
         if self.alarm_threshold is not None and self.alarm_threshold <= 0:
             raise ConfigError("AttributionConfig.alarm_threshold must be > 0")
-        for name in ("anomaly_threshold", "shift_half"):
+        for name in ("anomaly_threshold", "shift_half", "confidence_temperature"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"AttributionConfig.{name} must be > 0")
 
@@ -444,6 +480,16 @@ class ShiftDetection:
     change_point_index: int | None
     change_point_significance: float | None
     sustained: bool  # min_alarms alarms and a significant change point: not a blip
+    #: Whether a degraded partition's confidence interval excludes the baseline on the bad
+    #: side (the loss is beyond the metric's sampling noise); ``None`` without intervals.
+    measured_loss: bool | None = None
+    #: The episode's last partition still worse than the baseline by ``recovery_threshold``
+    #: robust σ (alarmed or not): the episode is over only after ``episode_gap`` partitions
+    #: past it. ``None``: the end partition.
+    last_degraded_partition: str | None = None
+    #: The key of the failing defect check that anchored the detection (a measured loss in
+    #: the partitions where a check on an important feature failed), if it did.
+    anchor: str | None = None
 
     @property
     def relative_loss(self) -> float | None:
@@ -666,15 +712,19 @@ def detect_performance_shift(
     *,
     config: AttributionConfig = AttributionConfig(),
     exclude: Sequence[tuple[str, str]] = (),
+    hold_out: Sequence[tuple[str, str]] = (),
     seed: int = 0,
 ) -> ShiftDetection | None:
     """The latest adverse performance shift in ``metric``, or ``None``.
 
     ``exclude`` lists ``(first, last)`` partition-key windows (confirmed incidents) the baseline
-    must not learn from. See the module docstring for the procedure. Only the *latest* episode
-    is analysed: to look at an earlier one, pass the series up to it.
+    must not learn from. ``hold_out`` lists windows the baseline must not learn from either but
+    that are still scored: an *open* incident's, so that a persistent change stays a shift
+    against the level before it instead of becoming the baseline. See the module docstring for
+    the procedure. Only the *latest* episode is analysed: to look at an earlier one, pass the
+    series up to it.
     """
-    return _detect_shift(metric, config=config, exclude=exclude, seed=seed)[0]
+    return _detect_shift(metric, config=config, exclude=exclude, hold_out=hold_out, seed=seed)[0]
 
 
 @dataclass
@@ -694,16 +744,18 @@ def _detect_shift(
     config: AttributionConfig,
     exclude: Sequence[tuple[str, str]],
     seed: int,
+    hold_out: Sequence[tuple[str, str]] = (),
 ) -> tuple[ShiftDetection | None, list[str]]:
     notes: list[str] = []
     values = np.asarray(metric.values, dtype=np.float64)
     n = values.size
     excluded = _excluded_mask(metric.partitions, exclude)
     usable = np.isfinite(values) & ~excluded
-    if int(usable.sum()) < config.min_reference + 1:
+    held = _excluded_mask(metric.partitions, hold_out) & usable
+    if int((usable & ~held).sum()) < config.min_reference + 1:
         raise InsufficientDataError(
-            f"metric {metric.name!r}: {int(usable.sum())} usable partitions (finite, not "
-            f"excluded); detecting a shift needs at least min_reference + 1 = "
+            f"metric {metric.name!r}: {int((usable & ~held).sum())} usable partitions (finite, "
+            f"not excluded or held out); detecting a shift needs at least min_reference + 1 = "
             f"{config.min_reference + 1}"
         )
     times: Sequence[Any] = metric.times if metric.times is not None else list(range(n))
@@ -716,7 +768,7 @@ def _detect_shift(
     # (Elementary's #1589). The episode stays open while partitions stay degraded — worse than
     # the frozen baseline by at least recovery_threshold robust σ — and closes after more than
     # episode_gap partitions in a row have recovered.
-    history = np.where(usable, values, np.nan)
+    history = np.where(usable & ~held, values, np.nan)
     episodes: list[_Episode] = []
     current: _Episode | None = None
     for t in range(n):
@@ -725,15 +777,7 @@ def _detect_shift(
         if current is None:
             if int(np.isfinite(history[:t]).sum()) < config.min_reference:
                 continue
-            baseline = fit_baseline(
-                history[:t],
-                list(times[:t]),
-                method=config.baseline_method,
-                seasonality=config.seasonality,
-                threshold=config.alarm_threshold,
-                direction=direction,
-                min_points=min(config.min_reference, 5),
-            )
+            baseline = _metric_baseline(history[:t], times[:t], config, direction)
             score = baseline.score(float(values[t]), times[t])
             if score.anomalous:
                 current = _Episode(baseline=baseline, first=t, last=t, alarm_indices=[t])
@@ -751,7 +795,7 @@ def _detect_shift(
         current.quiet += 1
         if current.quiet > config.episode_gap:
             for back in range(current.last + 1, t + 1):
-                history[back] = values[back] if usable[back] else np.nan
+                history[back] = values[back] if usable[back] and not held[back] else np.nan
             current = None
     if not episodes:
         return None, notes
@@ -833,6 +877,11 @@ def _detect_shift(
     baseline_value = float(np.mean(expected[degraded]))
     degraded_value = float(np.mean(values[degraded]))
     loss = orientation * (baseline_value - degraded_value)
+    beyond = [
+        measured
+        for t in degraded
+        if (measured := loss_beyond_noise(metric, t, float(expected[t]))) is not None
+    ]
     shift = ShiftDetection(
         metric=metric.name,
         higher_is_better=metric.higher_is_better,
@@ -853,8 +902,138 @@ def _detect_shift(
             and significant_change
             and degraded_level(degraded_value - baseline_value)
         ),
+        measured_loss=any(beyond) if beyond else None,
+        last_degraded_partition=metric.partitions[max(episode.last, end)],
     )
     return shift, notes
+
+
+def _metric_baseline(
+    history: FloatArray, times: Sequence[Any], config: AttributionConfig, direction: Any
+) -> Baseline:
+    """The metric's baseline over ``history`` (NaN = left out), as the config asks for it."""
+    return fit_baseline(
+        history,
+        list(times),
+        method=config.baseline_method,
+        seasonality=config.seasonality,
+        threshold=config.alarm_threshold,
+        direction=direction,
+        min_points=min(config.min_reference, 5),
+    )
+
+
+def loss_beyond_noise(metric: MetricSeries, index: int, expected: float) -> bool | None:
+    """Whether partition ``index`` is worse than ``expected`` beyond its sampling noise.
+
+    True when the partition's bootstrap confidence interval lies wholly on the bad side of the
+    expected (baseline) level — its bound nearest to health is still worse — so the loss is not
+    the luck of which rows the partition held. ``None`` when the partition has no interval.
+    """
+    bounds = metric.ci_high if metric.higher_is_better else metric.ci_low
+    if bounds is None:
+        return None
+    bound = float(bounds[index])  # type: ignore[arg-type]
+    if not (math.isfinite(bound) and math.isfinite(expected)):
+        return None
+    return bound < expected if metric.higher_is_better else bound > expected
+
+
+def _defect_anchored_shift(
+    metric: MetricSeries,
+    evidence: Sequence["_Evidence"],
+    *,
+    config: AttributionConfig,
+    excluded: np.ndarray,
+    held: np.ndarray,
+) -> ShiftDetection | None:
+    """A shift detected by a failing defect check instead of by the metric's own alarms.
+
+    The change-point detector needs several degraded partitions and a level change to call a
+    loss sustained; a defect the checks caught in one partition (a null spike, a recoded
+    category, a renamed column) has neither, yet it costs the partitions it hits. So: for each
+    candidate whose check failed (:data:`DEFECT_ANCHOR_KINDS`) on a feature of at least
+    ``min_importance`` (normalised), take its latest run of consecutive failing partitions and
+    measure the metric there against a baseline fitted on the usable partitions before the run.
+    A partition counts when its interval excludes the baseline (:func:`loss_beyond_noise`; the
+    baseline's anomaly flag where no interval exists) *and* it is at least
+    ``recovery_threshold`` robust σ worse — outside both the sampling noise of its rows and the
+    usual partition-to-partition spread. The shift runs from the run's first failing partition
+    (the onset) to its last measured loss; the first measured loss is the detection. The latest
+    such shift wins (ties: the more important feature).
+    """
+    values = np.asarray(metric.values, dtype=np.float64)
+    n = values.size
+    usable = np.isfinite(values) & ~excluded
+    times: Sequence[Any] = metric.times if metric.times is not None else list(range(n))
+    position = {key: index for index, key in enumerate(metric.partitions)}
+    orientation = 1.0 if metric.higher_is_better else -1.0
+    direction = alarm_direction(higher_is_better=metric.higher_is_better)
+    best: tuple[tuple[int, float], ShiftDetection] | None = None
+    for item in evidence:
+        candidate = item.candidate
+        if candidate.kind not in DEFECT_ANCHOR_KINDS:
+            continue
+        if (item.importance_component or 0.0) < config.min_importance:
+            continue
+        if isinstance(candidate, CandidateSeries):
+            failed = sorted(position[p] for p in candidate.failed_partitions if p in position)
+        else:
+            failed = [position[candidate.partition]]
+        failed = [t for t in failed if usable[t]]
+        if not failed:
+            continue
+        run = [failed[-1]]
+        for t in reversed(failed[:-1]):
+            if t != run[0] - 1 and bool(np.any(usable[t + 1 : run[0]])):
+                break
+            run.insert(0, t)
+        first = run[0]
+        history = np.where(usable & ~held, values, np.nan)[:first]
+        if int(np.isfinite(history).sum()) < config.min_reference:
+            continue
+        baseline = _metric_baseline(history, times[:first], config, direction)
+        expected: dict[int, float] = {}
+        hits: list[int] = []
+        alarms = 0
+        for t in run:
+            score = baseline.score(float(values[t]), times[t])
+            expected[t] = score.expected
+            worse = -score.z if metric.higher_is_better else score.z
+            beyond = loss_beyond_noise(metric, t, score.expected)
+            alarms += int(score.anomalous)
+            if (score.anomalous if beyond is None else beyond) and (
+                worse >= config.recovery_threshold
+            ):
+                hits.append(t)
+        if not hits:
+            continue
+        degraded = [t for t in run if t <= hits[-1]]
+        baseline_value = float(np.mean([expected[t] for t in degraded]))
+        degraded_value = float(np.mean(values[degraded]))
+        shift = ShiftDetection(
+            metric=metric.name,
+            higher_is_better=metric.higher_is_better,
+            onset_index=first,
+            onset_partition=metric.partitions[first],
+            detection_index=hits[0],
+            detection_partition=metric.partitions[hits[0]],
+            end_partition=metric.partitions[hits[-1]],
+            degraded_partitions=tuple(metric.partitions[t] for t in degraded),
+            baseline_value=baseline_value,
+            degraded_value=degraded_value,
+            loss=orientation * (baseline_value - degraded_value),
+            alarm_count=alarms,
+            change_point_index=None,
+            change_point_significance=None,
+            sustained=False,
+            measured_loss=True,
+            anchor=candidate.key,
+        )
+        rank = (hits[-1], item.importance_component or 0.0)
+        if best is None or rank > best[0]:
+            best = (rank, shift)
+    return best[1] if best is not None else None
 
 
 def _latest_change(values: FloatArray, *, config: AttributionConfig, seed: int) -> int | None:
@@ -918,6 +1097,7 @@ def attribute_performance_shift(
     column_lineage: Mapping[str, Sequence[str]] | None = None,
     lineage: Mapping[str, Sequence[str]] | None = None,
     exclude: Sequence[tuple[str, str]] = (),
+    hold_out: Sequence[tuple[str, str]] = (),
     seed: int = 0,
 ) -> AttributionResult:
     """Detect the shift in ``metric`` and rank ``candidates`` as its cause, with evidence.
@@ -930,10 +1110,13 @@ def attribute_performance_shift(
     interventional test (:class:`RepairRequest`); it runs only when a shift was found, for at
     most ``config.max_repairs`` candidates. ``exclude`` lists confirmed-incident windows
     ``(first, last)`` kept out of the baseline; a discrete event inside one is not a candidate
-    (that incident explained it). ``seed`` makes subsampled permutations and the
-    change-point search reproducible.
+    (that incident explained it). ``hold_out`` lists open incidents' windows, scored but kept
+    out of the baseline (see :func:`detect_performance_shift`). ``seed`` makes subsampled
+    permutations and the change-point search reproducible.
     """
-    shift, shift_notes = _detect_shift(metric, config=config, exclude=exclude, seed=seed)
+    shift, shift_notes = _detect_shift(
+        metric, config=config, exclude=exclude, hold_out=hold_out, seed=seed
+    )
     notes = list(shift_notes)
     partitions = tuple(metric.partitions)
     n = len(partitions)
@@ -979,6 +1162,9 @@ def attribute_performance_shift(
         assert isinstance(item.candidate, CandidateEvent)
         item.start_index = position[item.candidate.partition]
     _fill_priors(evidence, config, feature_importances, column_lineage)
+    shift = _with_defect_anchor(
+        shift, metric, evidence, config=config, excluded=excluded, hold_out=hold_out, notes=notes
+    )
     _fill_association(evidence, matrix, metric, config=config, seed=seed, notes=notes)
     if shift is not None:
         end = position[shift.end_partition]
@@ -1009,7 +1195,7 @@ def attribute_performance_shift(
     for item in evidence:
         item.score = _final_score(item, config)
 
-    classification, consequential = _classify(evidence, shift, config, lineage, notes)
+    classification, consequential = _classify(evidence, shift, config, lineage, notes, position)
     if not consequential:
         if shift is not None:
             # A blip is no anchor: judge the inputs on their own changes, as without a shift.
@@ -1034,9 +1220,23 @@ def attribute_performance_shift(
             for item in evidence
             if item.shift is not None and abs(item.shift) >= config.anomaly_threshold
         ]
-        if drifted:
+        # Benign means the performance did not suffer: no shift, one within the metric's
+        # sampling noise, or one below min_effect. A loss beyond the noise that is merely not
+        # sustained or not explained is no evidence of harmlessness: it stays unknown.
+        harmless = (
+            shift is None
+            or shift.loss <= 0
+            or shift.loss < config.min_effect
+            or shift.measured_loss is False
+        )
+        if drifted and harmless:
             classification = IncidentClass.BENIGN_DRIFT
             notes.append(f"inputs shifted without a consequential loss: {', '.join(drifted)}")
+        elif drifted:
+            notes.append(
+                f"inputs shifted ({', '.join(drifted)}) and the metric lost ground beyond its "
+                "noise, but the loss is neither sustained nor explained: not called benign"
+            )
     ordered = sorted(
         evidence,
         key=lambda item: (
@@ -1047,7 +1247,11 @@ def attribute_performance_shift(
             item.candidate.key,
         ),
     )
-    causes = tuple(_to_cause(item, rank, metric) for rank, item in enumerate(ordered, start=1))
+    confidences = _confidences([item.score for item in ordered], config) if shift else None
+    causes = tuple(
+        _to_cause(item, rank, metric, confidences[rank - 1] if confidences else None)
+        for rank, item in enumerate(ordered, start=1)
+    )
     return AttributionResult(
         metric=metric.name,
         shift=shift,
@@ -1056,6 +1260,45 @@ def attribute_performance_shift(
         causes=causes,
         notes=tuple(notes),
     )
+
+
+def _with_defect_anchor(
+    shift: ShiftDetection | None,
+    metric: MetricSeries,
+    evidence: Sequence["_Evidence"],
+    *,
+    config: AttributionConfig,
+    excluded: np.ndarray,
+    hold_out: Sequence[tuple[str, str]],
+    notes: list[str],
+) -> ShiftDetection | None:
+    """The shift to analyse, given what the failing defect checks say (see
+    :func:`_defect_anchored_shift`).
+
+    A defect-anchored shift replaces the detector's when the detector found none, found only a
+    blip (not sustained), or found one that ended before the defect's measured loss (the defect
+    is the latest episode). When the detector's sustained shift covers the defect's run, it is
+    kept and only marked with the anchor: the failing check is then evidence for its cause.
+    """
+    held = _excluded_mask(metric.partitions, hold_out)
+    anchored = _defect_anchored_shift(metric, evidence, config=config, excluded=excluded, held=held)
+    if anchored is None:
+        return shift
+    position = {key: index for index, key in enumerate(metric.partitions)}
+    if (
+        shift is None
+        or not shift.sustained
+        or anchored.detection_index > position[shift.end_partition]
+    ):
+        notes.append(
+            f"detected by the failing check {anchored.anchor}: a loss beyond the metric's "
+            f"sampling noise from {anchored.detection_partition}"
+        )
+        return anchored
+    window_start = shift.onset_index - config.precedence_window
+    if window_start <= anchored.onset_index <= position[shift.end_partition]:
+        return replace(shift, anchor=anchored.anchor)
+    return shift
 
 
 def _excluded_mask(partitions: Sequence[str], exclude: Sequence[tuple[str, str]]) -> np.ndarray:
@@ -1125,15 +1368,27 @@ def _fill_association(
         aligned, loss, max_lag=config.max_lag, n_permutations=config.n_permutations, seed=seed
     )
     q_values = benjamini_yekutieli(p_values)
+    floor = 1 / (rotations + 1)
+    # The smallest q-value BY can give here (every candidate at the smallest attainable p:
+    # floor × Σ 1/i). Above the significance level, q carries no information at all.
+    m = len(evidence)
+    q_floor = min(1.0, floor * sum(1 / i for i in range(1, m + 1)))
+    informative = q_floor <= config.significance_level
     notes.append(
         f"association: circular-shift test over {int(measured.sum())} partitions "
-        f"({rotations} rotations, smallest attainable p = {1 / (rotations + 1):.3g}); "
-        f"Benjamini–Yekutieli across {len(evidence)} candidates"
+        f"({rotations} rotations, smallest attainable p = {floor:.3g}); Benjamini–Yekutieli "
+        f"across {m} candidates "
+        + (
+            f"(smallest attainable q = {q_floor:.3g})"
+            if informative
+            else f"cannot reach q <= {config.significance_level:g} (smallest attainable "
+            f"q = {q_floor:.3g}): q not reported"
+        )
     )
     for item in evidence:
         item.p_value = float(p_values[item.row])
-        item.p_floor = 1 / (rotations + 1)
-        item.q_value = float(q_values[item.row])
+        item.p_floor = floor
+        item.q_value = float(q_values[item.row]) if informative else math.nan
         item.statistic = float(statistics[item.row])
         item.association = math.log(1.0 / item.p_value) / math.log(rotations + 1.0)
 
@@ -1365,19 +1620,25 @@ def _cascade_head(
     return head
 
 
-def _classify(
+def _classify(  # noqa: PLR0917 — private, called once
     evidence: list[_Evidence],
     shift: ShiftDetection | None,
     config: AttributionConfig,
     lineage: Mapping[str, Sequence[str]] | None,
     notes: list[str],
+    position: Mapping[str, int],
 ) -> tuple[IncidentClass, bool]:
     if shift is None:
         notes.append("no adverse performance shift: no incident")
         return IncidentClass.UNKNOWN, False
 
     for item in evidence:
-        if item.repair_recovery is not None:
+        if not _dated_in_time(item, shift):
+            # No anomaly of its own before the loss was seen (a series that never left its
+            # range, or one that moved only after the detection): whatever a repair of it
+            # recovers, it is not what changed, so it cannot be the cause.
+            item.explains = False
+        elif item.repair_recovery is not None:
             item.explains = item.repair_recovery >= config.min_repair_recovery
         else:
             negligible = (
@@ -1394,22 +1655,44 @@ def _classify(
                 and item.score >= config.explain_score
                 and not negligible
             )
+    anchor = next(
+        (item for item in evidence if shift.anchor and item.candidate.key == shift.anchor), None
+    )
+    if anchor is not None and (
+        anchor.repair_recovery is None or anchor.repair_recovery >= config.concept_max_recovery
+    ):
+        # The check failed where the loss was measured; only a repair showing that restoring
+        # the column does not bring the metric back overrules it.
+        anchor.explains = True
     explaining = sorted((item for item in evidence if item.explains), key=lambda item: -item.score)
+    within_noise = not shift.sustained and shift.anchor is None and shift.measured_loss is False
     consequential = (
-        shift.loss > 0 and shift.loss >= config.min_effect and (shift.sustained or bool(explaining))
+        shift.loss > 0
+        and shift.loss >= config.min_effect
+        and not within_noise
+        and (shift.sustained or bool(explaining))
     )
     if not consequential:
-        reason = (
-            f"loss {shift.loss:.4g} is below min_effect {config.min_effect:.4g}"
-            if shift.loss < config.min_effect
-            else f"not sustained ({shift.alarm_count} alarm(s); needs {config.min_alarms}, a "
-            "significant adverse change point and a degraded mean) and no explaining cause"
-        )
+        if shift.loss < config.min_effect:
+            reason = f"loss {shift.loss:.4g} is below min_effect {config.min_effect:.4g}"
+        elif within_noise:
+            reason = (
+                "a blip within the metric's sampling noise (every degraded partition's "
+                "confidence interval reaches the baseline)"
+            )
+        else:
+            reason = (
+                f"not sustained ({shift.alarm_count} alarm(s); needs {config.min_alarms}, a "
+                "significant adverse change point and a degraded mean) and no explaining cause"
+            )
         notes.append(f"performance shift not consequential: {reason}")
         return IncidentClass.UNKNOWN, False
 
     if explaining:
         observed = [item for item in explaining if isinstance(item.candidate, CandidateSeries)]
+        observed.sort(key=lambda item: item is not anchor)  # the failing check leads
+        if anchor is not None and not observed:
+            explaining.sort(key=lambda item: item is not anchor)
         if observed:
             # An observed data defect outranks an event whose only evidence is its timing; an
             # event at or above the defect in the lineage is its root cause, the defect its
@@ -1445,6 +1728,16 @@ def _classify(
             return IncidentClass.CODE_CHANGE, True
         return IncidentClass.DATA_FAULT, True
 
+    fallback = _timely_evidence(evidence, shift, config, lineage, position)
+    if fallback is not None:
+        primary, classification, why = fallback
+        primary.explains = primary.primary = True
+        notes.append(
+            f"no candidate met the bar for explaining the loss; classified {classification.value} "
+            f"on the evidence at the onset: {why}"
+        )
+        return classification, True
+
     timely_events = [
         item
         for item in evidence
@@ -1472,11 +1765,109 @@ def _classify(
     return IncidentClass.UNKNOWN, True
 
 
+def _confidences(scores: Sequence[float], config: AttributionConfig) -> list[float]:
+    """Softmax of the scores against a "none of them" option (see :class:`AttributionConfig`)."""
+    k = config.confidence_temperature
+    logits = np.asarray([config.explain_score, *scores], dtype=np.float64) * k
+    weights = np.exp(logits - logits.max())
+    return [float(w) for w in (weights / weights.sum())[1:]]
+
+
+def _dated_in_time(item: _Evidence, shift: ShiftDetection) -> bool:
+    """Whether a candidate shows something of its own at or before the detection."""
+    return item.start_index is not None and item.start_index <= shift.detection_index
+
+
+def _timely_evidence(
+    evidence: list[_Evidence],
+    shift: ShiftDetection,
+    config: AttributionConfig,
+    lineage: Mapping[str, Sequence[str]] | None,
+    position: Mapping[str, int],
+) -> tuple[_Evidence, IncidentClass, str] | None:
+    """What a consequential loss that no candidate fully explains is, when the checks say so.
+
+    The bar for *explaining* (a significant association, a high score) is often out of reach on
+    a short or noisy series, yet the kind of incident is plain from what happened at the onset:
+    a check that failed there on an important feature (a null spike, a value out of range, a
+    recoded category — :data:`DEFECT_ANCHOR_KINDS`) is a data fault; a new code version there is
+    a code change (and the root of a defect below it); a failed run or a missing batch there is
+    an upstream failure. "At the onset" is precedence: from ``precedence_window`` partitions
+    before the onset to ``onset_tolerance`` after it. A candidate whose repair test recovered at
+    most ``concept_max_recovery`` of the loss is ruled out. Without such evidence: ``None``.
+    """
+
+    def timely(index: int | None) -> bool:
+        if index is None:
+            return False
+        lead = shift.onset_index - index
+        return -config.onset_tolerance <= lead <= config.precedence_window
+
+    def allowed(item: _Evidence) -> bool:
+        return item.repair_recovery is None or item.repair_recovery > config.concept_max_recovery
+
+    defects: list[_Evidence] = []
+    events: list[_Evidence] = []
+    for item in evidence:
+        candidate = item.candidate
+        if not allowed(item):
+            continue
+        if isinstance(candidate, CandidateEvent):
+            if timely(item.start_index):
+                events.append(item)
+                if candidate.kind in DEFECT_ANCHOR_KINDS and (
+                    (item.importance_component or 0.0) >= config.min_importance
+                    or candidate.column is None
+                ):
+                    defects.append(item)
+            continue
+        if candidate.kind not in DEFECT_ANCHOR_KINDS:
+            continue
+        if (item.importance_component or 0.0) < config.min_importance:
+            continue
+        if any(timely(position.get(p)) for p in candidate.failed_partitions):
+            defects.append(item)
+
+    def best(items: list[_Evidence]) -> _Evidence:
+        return max(items, key=lambda item: (item.score, item.importance_component or 0.0))
+
+    codes = [item for item in events if item.candidate.kind in CODE_CHANGE_KINDS]
+    failures = [item for item in events if item.candidate.kind in UPSTREAM_FAILURE_KINDS]
+    if defects:
+        defect = best(defects)
+        roots = [
+            item
+            for item in codes + failures
+            if isinstance(item.candidate, CandidateEvent)
+            and _is_upstream(item.candidate, defect.candidate, lineage)
+        ]
+        if roots:
+            root = best(roots)
+            root.root_of = defect.candidate.key
+            defect.explained_by = root.candidate.key
+            kind = (
+                IncidentClass.CODE_CHANGE
+                if root.candidate.kind in CODE_CHANGE_KINDS
+                else IncidentClass.UPSTREAM_FAILURE
+            )
+            return root, kind, f"{root.candidate.key}, which shows up as {defect.candidate.key}"
+        return defect, IncidentClass.DATA_FAULT, f"the failing check {defect.candidate.key}"
+    if codes:
+        code = best(codes)
+        return code, IncidentClass.CODE_CHANGE, f"the new code version {code.candidate.key}"
+    if failures:
+        failure = best(failures)
+        return failure, IncidentClass.UPSTREAM_FAILURE, f"the failure {failure.candidate.key}"
+    return None
+
+
 def _plain(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def _to_cause(item: _Evidence, rank: int, metric: MetricSeries) -> Cause:
+def _to_cause(
+    item: _Evidence, rank: int, metric: MetricSeries, confidence: float | None = None
+) -> Cause:
     candidate = item.candidate
     partitions = metric.partitions
     partition = partitions[item.start_index] if item.start_index is not None else None
@@ -1514,6 +1905,8 @@ def _to_cause(item: _Evidence, rank: int, metric: MetricSeries) -> Cause:
         "explains": bool(item.explains),
         "primary": bool(item.primary),
     }
+    if confidence is not None:
+        evidence["confidence"] = confidence
     if item.root_of is not None:
         evidence["root_cause_of"] = item.root_of
     if item.explained_by is not None:
@@ -1527,7 +1920,7 @@ def _to_cause(item: _Evidence, rank: int, metric: MetricSeries) -> Cause:
         partition=partition,
         event_time=event_time,
         p_value=float(item.p_value),
-        q_value=float(item.q_value),
+        q_value=_plain(item.q_value),
         repair_recovery=_plain(item.repair_recovery),
         lineage_distance=candidate.lineage_distance,
         shift_size=_plain(item.shift),
@@ -1598,7 +1991,9 @@ def _cause_sentence(cause: Cause, metric: str) -> str:
         sentence += (
             f"; restoring it recovers {100 * cause.repair_recovery:.0f}% of the {metric} loss"
         )
-    sentence += f" (p={cause.p_value:.2g}, q={cause.q_value:.2g}, score {cause.score:.2f})"
+    q = f", q={cause.q_value:.2g}" if cause.q_value is not None else ""
+    confidence = f", confidence {cause.confidence:.0%}" if cause.confidence is not None else ""
+    sentence += f" (p={cause.p_value:.2g}{q}, score {cause.score:.2f}{confidence})"
     if "symptom_of" in cause.evidence:
         sentence += f" — a symptom of {cause.evidence['symptom_of']}"
     if "root_cause_of" in cause.evidence:
@@ -1627,6 +2022,12 @@ def explain_attribution(result: AttributionResult, *, max_causes: int = 3) -> st
         f"Classification: **{label}** "
         f"({'consequential' if result.consequential else 'not consequential'})."
     )
+    if shift is not None and not result.consequential and shift.loss > 0:
+        lines.append(
+            "The loss is within the metric's sampling noise."
+            if shift.measured_loss is False
+            else "The loss is not sustained and no cause explains it: watch the next partitions."
+        )
     explaining = result.explaining_causes
     if explaining:
         lines.append("")

@@ -46,7 +46,9 @@ class Cause:
     partition: str | None = None  # the first partition where the candidate shows
     event_time: datetime | None = None
     p_value: float | None = None  # association with the metric series (circular-shift test)
-    q_value: float | None = None  # after Benjamini–Yekutieli across candidates
+    # after Benjamini–Yekutieli across candidates; None when the history is too short for any
+    # q-value to fall below the significance level (the permutation test's resolution)
+    q_value: float | None = None
     repair_recovery: float | None = None  # share of the metric loss recovered by the repair test
     lineage_distance: int | None = None  # hops from the model asset
     shift_size: float | None = None  # robust (median/IQR) before-vs-after shift of the signal
@@ -54,6 +56,15 @@ class Cause:
     signal_keys: tuple[str, ...] = ()  # idempotency keys of the signals cited
     data_versions: tuple[str, ...] = ()  # the faulty upstream data versions
     evidence: Mapping[str, Any] = field(default_factory=dict[str, Any])
+
+    @property
+    def confidence(self) -> float | None:
+        """The probability that this candidate is the cause (``evidence["confidence"]``): a
+        softmax over the candidates' scores with a "none of them" option, whose form
+        ``core.attribution.AttributionConfig`` documents. Kept in the evidence so that it is
+        stored with it."""
+        value = self.evidence.get("confidence")
+        return float(value) if isinstance(value, int | float) else None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -12,6 +12,7 @@ from dagster_corrmon.core.lineage import ancestors_with_distance
 from dagster_corrmon.core.signal import SignalKind, ensure_utc
 from dagster_corrmon.correlation.engine import (
     INCIDENT_CHECK_NAME,
+    at_risk_resolution,
     correlate,
     flag_at_risk,
     lineage_for,
@@ -60,9 +61,9 @@ def _resolution(incident: Incident, *, model_metric: str, labelled_until: dateti
     the failure has not been seen for :data:`AT_RISK_WINDOW` of labelled partitions and the labels
     show no shift: the risk did not materialize, and a retrain would learn nothing wrong from data
     that is merely absent. Until then it stays open — and blocks retraining — as before; a failure
-    that persists keeps extending its window. An at-risk *data fault* (wrong values) stays open
-    whatever the labels say: its partitions still hold the defect a retrain would learn, so it
-    waits for a fix and backfill, or for a person to resolve it.
+    that persists keeps extending its window. Any at-risk incident, a data fault included, is
+    also closed by :func:`~dagster_corrmon.correlation.engine.at_risk_resolution` once its
+    partitions are re-materialized clean, or once labels cover them and show no loss.
     """
     if incident.metric != model_metric or incident.status not in ACTIVE_STATUSES:
         return None
@@ -129,6 +130,16 @@ def build_correlation_job(
         if result is not None and result.shift is None:
             for active in store.list_incidents(model_asset=model.name):
                 note = _resolution(active, model_metric=model.metric, labelled_until=anchor)
+                if note is not None:
+                    store.set_incident_status(
+                        active.id, IncidentStatus.RESOLVED, note=note, actor="corrmon"
+                    )
+                    context.log.info(f"{active.id} resolved: {note}")
+        if result is not None:
+            for active in store.list_incidents(model_asset=model.name):
+                note = at_risk_resolution(
+                    store, active, labelled_until=anchor, performance=incident
+                )
                 if note is not None:
                     store.set_incident_status(
                         active.id, IncidentStatus.RESOLVED, note=note, actor="corrmon"

@@ -165,11 +165,21 @@ def correlate(
             notes=(f"no {model.metric!r} signals on {evaluation} yet",),
         )
     metric, points = found
-    metric, points = _recent(metric, points, model.lookback_partitions)
+    open_windows = _active_windows(store, model)
+    # The baseline does not learn from an open incident's partitions, so the lookback counts
+    # back from where the earliest open incident began: the baseline keeps lookback_partitions
+    # of the level before the change, however long the incident lasts.
+    since_open = (
+        sum(t >= min(start for start, _ in open_windows) for t in points.times)
+        if open_windows
+        else 0
+    )
+    metric, points = _recent(metric, points, model.lookback_partitions + since_open)
     start = points.times[0] - timedelta(days=1)
     upstream_signals = _upstream_signals(store, sorted(distances), start=start)
     candidates = build_candidates(upstream_signals, points=points, distances=distances)
     exclude = _excluded_partitions(store, model, points)
+    hold_out = _as_partition_windows(open_windows, points)
     repair = model.repair(instance) if model.repair is not None else None
     try:
         result = attribute_performance_shift(
@@ -180,6 +190,7 @@ def correlate(
             feature_importances=feature_importances_from_signals(upstream_signals) or None,
             lineage=lineage,
             exclude=exclude,
+            hold_out=hold_out,
             seed=seed,
         )
     except InsufficientDataError as error:
@@ -201,7 +212,10 @@ def correlate(
     stored = store.get_incident(incident.id) or incident
     tagged = annotate_runs(instance, stored)
     shift = result.shift
-    healthy_since = len(metric.partitions) - 1 - metric.partitions.index(shift.end_partition)
+    # Recovered partitions in a row since the episode was last degraded (not last alarmed: a
+    # persistent change can stay degraded below the alarm threshold for weeks).
+    last_degraded = shift.last_degraded_partition or shift.end_partition
+    healthy_since = len(metric.partitions) - 1 - metric.partitions.index(last_degraded)
     if healthy_since > model.config.episode_gap and stored.status in ACTIVE_STATUSES:
         # The episode is over: the metric has been back at its baseline for longer than an
         # episode gap. Resolving also unblocks retraining and lets the baseline exclude it.
@@ -223,13 +237,13 @@ def _recent(
     """The last ``keep`` partitions of the metric series (bounded work per correlation run)."""
     if len(points.partitions) <= keep:
         return metric, points
-    trimmed = MetricSeries(
-        name=metric.name,
+    trimmed = replace(
+        metric,
         partitions=metric.partitions[-keep:],
         values=metric.values[-keep:],
-        higher_is_better=metric.higher_is_better,
         times=metric.times[-keep:] if metric.times is not None else None,
-        model_asset=metric.model_asset,
+        ci_low=metric.ci_low[-keep:] if metric.ci_low is not None else None,
+        ci_high=metric.ci_high[-keep:] if metric.ci_high is not None else None,
     )
     return trimmed, MetricPoints(partitions=points.partitions[-keep:], times=points.times[-keep:])
 
@@ -238,16 +252,46 @@ def _excluded_partitions(
     store: CorrmonStore, model: MonitoredModel, points: MetricPoints
 ) -> list[tuple[str, str]]:
     """Confirmed incident windows (resolved / false positive) as partition windows."""
-    windows: list[tuple[str, str]] = []
-    for window_start, window_end in store.incident_windows(model.name):
+    return _as_partition_windows(store.incident_windows(model.name), points)
+
+
+def _active_windows(store: CorrmonStore, model: MonitoredModel) -> list[tuple[datetime, datetime]]:
+    """The windows of the model's active performance incidents of this metric.
+
+    The baseline must not learn from them: a persistent change that the baseline re-learned
+    would read as recovered (and resolve), then open a new incident at its next wobble — one
+    change, many incidents. Provisional at-risk incidents have no measured loss; they hold
+    nothing out.
+    """
+    windows: list[tuple[datetime, datetime]] = []
+    for incident in store.list_incidents(model_asset=model.name):
+        if (
+            incident.metric != model.metric
+            or incident.status not in ACTIVE_STATUSES
+            or incident.metadata.get("provisional")
+        ):
+            continue
+        start = incident.window_start or incident.onset_time
+        end = incident.window_end or start
+        if start is not None and end is not None:
+            windows.append((start, end))
+    return windows
+
+
+def _as_partition_windows(
+    windows: Sequence[tuple[datetime, datetime]], points: MetricPoints
+) -> list[tuple[str, str]]:
+    """Time windows as ``(first, last)`` metric partitions inside them (empty ones dropped)."""
+    found: list[tuple[str, str]] = []
+    for window_start, window_end in windows:
         inside = [
             p
             for p, t in zip(points.partitions, points.times, strict=True)
             if window_start <= t <= window_end
         ]
         if inside:
-            windows.append((inside[0], inside[-1]))
-    return windows
+            found.append((inside[0], inside[-1]))
+    return found
 
 
 def _incident_for(
@@ -262,11 +306,40 @@ def _incident_for(
     assert shift is not None
     time_of = dict(zip(points.partitions, points.times, strict=True))
     onset_time = time_of[shift.onset_partition]
-    end_time = time_of[shift.end_partition]
+    # The window reaches the last degraded partition (alarmed or not): what a resolution
+    # excludes from later baselines is the whole episode.
+    end_time = time_of[shift.last_degraded_partition or shift.end_partition]
     incident_id = f"inc-{short_id(model.name, model.metric, shift.onset_partition)}"
+    onset_partition = shift.onset_partition
+    detected_time, detected_partition = (
+        time_of[shift.detection_partition],
+        shift.detection_partition,
+    )
+    window_end = end_time
+    consequential = result.consequential
+    gap = _partition_span(points) * (model.config.episode_gap + 1)
     for existing in store.list_incidents(model_asset=model.name):
-        if _same_episode(existing, model, onset_time, end_time):
+        if _same_episode(existing, model, onset_time, end_time, gap=gap):
             incident_id = existing.id
+            # One episode keeps where it began, when it was first detected and how far it has
+            # reached: a later pass re-dating the onset, or seeing only the newest partitions,
+            # updates the incident without moving its history.
+            if existing.onset_time is not None and existing.onset_time < onset_time:
+                onset_time, onset_partition = existing.onset_time, existing.onset_partition
+            first_seen = existing.detected_time
+            if (
+                existing.detected_partition is not None
+                and first_seen is not None
+                and first_seen < detected_time
+            ):
+                detected_time, detected_partition = first_seen, existing.detected_partition
+            if existing.window_end is not None and existing.window_end > window_end:
+                window_end = existing.window_end
+            # A loss once confirmed stays confirmed for the episode: a pass that sees only part
+            # of it (a blip's worth) does not downgrade it.
+            consequential = consequential or (
+                existing.consequential and not existing.metadata.get("provisional")
+            )
             break
     explaining = result.explaining_causes
     cited = tuple(dict.fromkeys(key for cause in explaining for key in cause.signal_keys))
@@ -275,13 +348,13 @@ def _incident_for(
         model_asset=model.name,
         metric=model.metric,
         classification=result.classification,
-        consequential=result.consequential,
+        consequential=consequential,
         onset_time=onset_time,
-        onset_partition=shift.onset_partition,
-        detected_time=time_of[shift.detection_partition],
-        detected_partition=shift.detection_partition,
+        onset_partition=onset_partition,
+        detected_time=detected_time,
+        detected_partition=detected_partition,
         window_start=onset_time,
-        window_end=time_of[shift.end_partition],
+        window_end=window_end,
         baseline_value=shift.baseline_value,
         observed_value=shift.degraded_value,
         summary=explain_attribution(result),
@@ -293,11 +366,19 @@ def _incident_for(
     )
 
 
+def _partition_span(points: MetricPoints) -> timedelta:
+    """The metric's typical spacing between partitions (a day when it cannot tell)."""
+    steps = sorted(b - a for a, b in zip(points.times, points.times[1:], strict=False))
+    return steps[len(steps) // 2] if steps else timedelta(days=1)
+
+
 def _same_episode(
     existing: Incident,
     model: MonitoredModel,
     onset_time: datetime,
     end_time: datetime,
+    *,
+    gap: timedelta = timedelta(0),
 ) -> bool:
     """Whether a shift found now is the active incident ``existing`` seen again.
 
@@ -307,8 +388,10 @@ def _same_episode(
     earlier as more of it is seen (the demo's concept drift, first dated 11-10, was dated 10-13
     four weeks later), and one degradation of one metric is one incident, whose diagnosis is the
     latest pass's — the diagnosis of a slow drift can change between passes, so it does not
-    decide identity. A provisional at-risk incident (no performance shift of its own, nothing
-    detected) only joins by the 14-day rule.
+    decide identity. A shift that begins within ``gap`` (the episode gap, in the metric's
+    partitions) after the active incident's window continues it: the incident is still open,
+    so the degradation never ended. A provisional at-risk incident (no performance shift of
+    its own, nothing detected) only joins by the 14-day rule.
     """
     if (
         existing.metric != model.metric
@@ -321,7 +404,7 @@ def _same_episode(
     if existing.detected_time is None:
         return False
     existing_end = existing.window_end or existing.onset_time
-    return onset_time <= existing_end and existing.onset_time <= end_time
+    return onset_time <= existing_end + gap and existing.onset_time <= end_time
 
 
 def _affected_runs(  # noqa: PLR0917 — private helper, called once
@@ -458,11 +541,25 @@ def _pointers(records: Sequence[instance_api.MaterializationRecord]) -> list[tup
     ]
 
 
+def suspected_cause(incident: Incident) -> Cause | None:
+    """The cause an incident blames: its top cause if that one explains the loss, else none.
+
+    Every candidate is ranked, but ranking is not blame: a concept drift, or a loss no candidate
+    explains, names no feature (its top candidate may be a feature of negligible importance
+    that merely scored highest). Causes without an ``explains`` verdict (an at-risk incident's
+    failing check) are what the incident is about.
+    """
+    cause = incident.top_cause
+    if cause is None or not cause.evidence.get("explains", True):
+        return None
+    return cause
+
+
 def incident_headline(incident: Incident) -> str:
     """One line naming the incident and what happened, shown inline by the UI as the check's
     description (Dagster keeps markdown metadata behind "Show Markdown")."""
     first = next((line for line in incident.summary.splitlines() if line.strip()), "")
-    what = first.replace("**", "").strip() or f"top cause {_cause_label(incident.top_cause)}"
+    what = first.replace("**", "").strip() or f"top cause {_cause_label(suspected_cause(incident))}"
     return f"{incident.id} · {incident.classification.value.replace('_', ' ')}: {what}"
 
 
@@ -474,7 +571,7 @@ def _cause_label(cause: Cause | None) -> str:
 
 def annotate_runs(instance: dg.DagsterInstance, incident: Incident) -> tuple[str, ...]:
     """Tag exactly the incident's affected runs (tags overwrite: re-runs are idempotent)."""
-    cause = incident.top_cause
+    cause = suspected_cause(incident)
     tagged: list[str] = []
     for run in incident.affected_runs:
         if instance.get_run_by_id(run.run_id) is None:
@@ -498,7 +595,7 @@ def report_incident_check(
 ) -> None:
     """Show the incident on the model asset: a ``corrmon_incident`` check result + observation."""
     severity = dg.AssetCheckSeverity.ERROR if incident.consequential else dg.AssetCheckSeverity.WARN
-    cause = incident.top_cause
+    cause = suspected_cause(incident)
     metadata: dict[str, dg.RawMetadataValue] = {
         "corrmon/incident": incident.id,
         "corrmon/classification": incident.classification.value,
@@ -543,6 +640,70 @@ def upstream_fault_signals(
         for s in found
         if s.passed is False and s.severity is Severity.ERROR and s.kind in DEFECT_KINDS
     ]
+
+
+def at_risk_resolution(
+    store: CorrmonStore,
+    incident: Incident,
+    *,
+    labelled_until: datetime,
+    performance: Incident | None,
+) -> str | None:
+    """Why a provisional *at-risk* incident is over, or ``None`` while it still stands.
+
+    An at-risk incident has no measured loss: it blocks retraining only while the defect may
+    still be in the data, or may still turn out to have cost something. It is over
+
+    * when its faulty partitions were **repaired**: every check that failed there, on the
+      faulty asset, passed on its latest evaluation (the partitions were re-materialized
+      clean — a backfill after the fix); or
+    * when **labels** arrived for every partition it covers (``labelled_until`` is at or past
+      its window's end) and the correlation pass confirmed no loss over them (``performance``,
+      the pass's incident, is not a consequential one reaching into the window): the defect
+      was non-consequential. A defect still failing keeps extending the window, so this waits
+      until it ended.
+    """
+    if not incident.metadata.get("provisional") or incident.status not in ACTIVE_STATUSES:
+        return None
+    cause = incident.top_cause
+    start = incident.window_start or incident.onset_time
+    if cause is not None and start is not None and cause.signal_keys:
+        cited = set(cause.signal_keys)
+        latest: dict[tuple[str, str | None, str | None], Signal] = {}
+        faulty: set[tuple[str, str | None, str | None]] = set()
+        for signal in store.read_signals(asset_key=cause.asset_key, start=start):
+            if signal.kind not in DEFECT_KINDS or signal.passed is None:
+                continue
+            key = (signal.name, signal.column, signal.partition)
+            if signal.idempotency_key in cited:
+                faulty.add(key)
+            seen = latest.get(key)
+            if seen is None or _observed_at(signal) >= _observed_at(seen):
+                latest[key] = signal
+        if faulty and all(latest[key].passed for key in faulty):
+            return (
+                f"repaired: the checks that failed on {cause.asset_key} pass on the "
+                "re-materialized partitions"
+            )
+    end = incident.window_end or start
+    loss_confirmed = (
+        performance is not None
+        and performance.consequential
+        and start is not None
+        and end is not None
+        and (performance.window_start or performance.onset_time or end) <= end
+        and (performance.window_end or labelled_until) >= start
+    )
+    if end is not None and labelled_until >= end and not loss_confirmed:
+        return (
+            f"non-consequential: labels through {labelled_until:%Y-%m-%d} cover the affected "
+            "partitions and show no performance loss"
+        )
+    return None
+
+
+def _observed_at(signal: Signal) -> datetime:
+    return signal.observed_at or signal.event_time
 
 
 # Candidate building reads the metadata of these kinds only (feature importances on drift
@@ -590,7 +751,15 @@ def flag_at_risk(
     fault's kind; not consequential until the metric confirms a loss (the correlation pass then
     writes the performance incident).
     """
-    versioned = [s for s in faults if s.data_version]
+    # A defect an at-risk incident already answered for (resolved: repaired, or shown
+    # non-consequential by the labels) is not flagged again while it stays in the look-back.
+    answered = {
+        key
+        for incident in store.list_incidents(model_asset=model.name)
+        if incident.metadata.get("provisional") and incident.status not in ACTIVE_STATUSES
+        for key in incident.cited_signal_keys
+    }
+    versioned = [s for s in faults if s.data_version and s.idempotency_key not in answered]
     if not versioned:
         return None
     first = min(versioned, key=lambda s: s.event_time)

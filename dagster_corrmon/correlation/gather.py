@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from dagster_corrmon.core.attribution import CandidateEvent, CandidateSeries, MetricSeries
-from dagster_corrmon.core.signal import Signal, SignalKind
+from dagster_corrmon.core.signal import Severity, Signal, SignalKind
 
 # Numeric signals that form candidate series (drift statistics, null fractions, row counts...).
 SERIES_KINDS = frozenset({SignalKind.DRIFT, SignalKind.DATA_QUALITY})
@@ -107,8 +107,16 @@ def build_metric_series(
         higher_is_better=higher_is_better,
         times=times,
         model_asset=asset_key,
+        ci_low=[_bound(s, "ci_low") for s in ordered],
+        ci_high=[_bound(s, "ci_high") for s in ordered],
     )
     return series, MetricPoints(partitions=partitions, times=times)
+
+
+def _bound(signal: Signal, key: str) -> float:
+    """A confidence bound the metric check recorded (NaN when it computed none)."""
+    value = signal.metadata.get(key)
+    return float(value) if isinstance(value, int | float) else float("nan")
 
 
 def build_candidates(
@@ -170,6 +178,12 @@ def build_candidates(
                 data_versions={
                     p: v for p in keys if (v := by_partition[p].data_version) is not None
                 },
+                failed_partitions=[
+                    p
+                    for p in keys
+                    if by_partition[p].passed is False
+                    and by_partition[p].severity is Severity.ERROR
+                ],
             )
         )
     for (asset, kind, name, column), group in sorted(event_groups.items(), key=_group_order):

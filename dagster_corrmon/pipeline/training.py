@@ -6,7 +6,7 @@ data it has not seen from later in time — the situation it will be in when sco
 """
 
 import pickle
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, cast
 
@@ -63,6 +63,29 @@ def label_frame(spec: PipelineSpec, feed: pd.DataFrame) -> pd.DataFrame:
     frame = feed.loc[:, list(spec.row_key)].assign(**{LABEL_COLUMN: make_labels(spec, feed)})
     frame = frame.loc[column_of(frame, LABEL_COLUMN).notna().to_numpy()]
     return frame.drop_duplicates(list(spec.row_key), keep="first").reset_index(drop=True)
+
+
+def retrain_partitions(
+    scored: Sequence[str], *, labelled: Collection[str], window: int
+) -> list[str]:
+    """The partitions a retrain learns from: the latest ``window`` of ``scored`` whose labels
+    have arrived, in time order.
+
+    A partition is scored when its features exist but labelled only ``label_delay`` partitions
+    later (more while labels run late): the model reads its labels feed in every training
+    partition, so a window ending at the partition just scored asks for labels that are not
+    stored yet and the retrain fails. The window therefore ends at the last labelled partition,
+    and a partition whose labels are still missing inside it is left out rather than read.
+    """
+    if window < 1:
+        raise ConfigError(f"retrain window must be >= 1 partition, got {window}")
+    have = set(labelled)
+    chosen = [key for key in scored if key in have][-window:]
+    if not chosen:
+        raise InsufficientDataError(
+            f"retrain: none of the {len(scored)} scored partition(s) has its labels yet"
+        )
+    return chosen
 
 
 def make_estimator(spec: PipelineSpec, categorical_mask: Sequence[bool]) -> object:

@@ -44,6 +44,7 @@ from dagster_corrmon.pipeline.builder import (
     training_partition_keys,
 )
 from dagster_corrmon.pipeline.repair import build_repair_provider
+from dagster_corrmon.pipeline.training import retrain_partitions
 from dagster_corrmon.resource import CorrmonResource
 from dagster_corrmon.scenarios.injections import CodeChange, Effect, LabelDelay, injection_rng
 from dagster_corrmon.scenarios.spec import ScenarioSpec
@@ -241,6 +242,7 @@ def simulate(
         progress(f"  trained the model on {training_keys[0]} .. {training_keys[-1]}")
 
         label_due: dict[int, list[str]] = {}
+        labelled_keys: set[str] = set()
         unscored: set[str] = set()
         late_due: dict[int, list[tuple[str, str]]] = {}
         cursor: str | None = None
@@ -263,15 +265,18 @@ def simulate(
                 if run(f"{name}_score", late, tags={"corrmon/late_delivery": injection_id}):
                     unscored.discard(late)
             for labelled in label_due.pop(index, []):
-                if labelled not in unscored:  # nothing was predicted there: nothing to label
-                    run(f"{name}_label", labelled)
+                # nothing was predicted there: nothing to label
+                if labelled not in unscored and run(f"{name}_label", labelled):
+                    labelled_keys.add(labelled)
             cursor = _correlate(
                 pipeline_defs(day), instance, resource, cursor, state, progress=progress
             )
             retrain_requests, _ = _tick(pipeline_defs(day), RETRAIN_SENSOR_NAME, instance, resource)
             for request in retrain_requests:
                 window = spec.retraining.window_partitions or len(training_keys)
-                recent = [k for k in scoring_keys[max(0, index + 1 - window) : index + 1]]
+                recent = retrain_partitions(
+                    scoring_keys[: index + 1], labelled=labelled_keys, window=window
+                )
                 current_spec[0] = _retrained(current_spec[0], recent)
                 tags = {**request.tags, "dagster/run_key": request.run_key or ""}
                 ok = run(f"{name}_train", None, tags=tags)
@@ -445,8 +450,11 @@ def _partition_span(keys: list[str]) -> dt.timedelta:
 
 
 def _retrained(spec: ScenarioSpec, recent: list[str]) -> ScenarioSpec:
-    start = _date(recent[0])
-    end = _date(recent[-1]) + dt.timedelta(days=1)
+    # The training window is [start, end) of whole partitions: it must end where the last
+    # partition ends (one day after its key covers only a daily partition).
+    partitions = build_partitions_def(spec)
+    start = partitions.time_window_for_partition_key(recent[0]).start.date()
+    end = partitions.time_window_for_partition_key(recent[-1]).end.date()
     training = spec.training.model_copy(update={"start": start, "end": end})
     return spec.model_copy(update={"training": training})
 
