@@ -24,6 +24,8 @@ _COMMANDS: dict[str, str] = {
     "scenario-schema": "dagster_corrmon.cli.scenario_cmd:scenario_schema_command",
     "backtest": "dagster_corrmon.cli.backtest_cmd:backtest_command",
     "demo": "dagster_corrmon.cli.scenario_cmd:demo_command",
+    "postmortem": "dagster_corrmon.cli.postmortem_cmd:postmortem_command",
+    "retrospective": "dagster_corrmon.cli.retro_cmd:retrospective_command",
 }
 
 
