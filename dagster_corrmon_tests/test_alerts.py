@@ -435,3 +435,26 @@ def test_spec_routes_build_the_same_alerting(monkeypatch, store) -> None:
     assert [r["links"]["model"] for r in sink.delivered] == [
         "http://dagster.local:3000/assets/model"
     ]
+
+
+def test_a_pipeline_spec_carries_its_alert_routes(tmp_path) -> None:
+    import yaml
+
+    from dagster_corrmon.examples.flights import SPEC_PATH
+    from dagster_corrmon.pipeline import load_spec
+
+    document = yaml.safe_load(SPEC_PATH.read_text())
+    document["alerts"] = {
+        "ui_base_url": "http://localhost:3000",
+        "routes": [{"name": "hook", "webhook": {"url_env": "HOOK_URL"}, "owners": ["team:ml"]}],
+    }
+    path = tmp_path / "flights.yaml"
+    path.write_text(yaml.safe_dump(document))
+    spec = load_spec(path)
+    assert spec.alerts is not None
+    (route,) = spec.alerts.to_alerting().routes
+    assert (route.name, route.owners, route.channel.kind) == ("hook", ("team:ml",), "webhook")
+    document["alerts"]["routes"][0]["pager"] = {}
+    path.write_text(yaml.safe_dump(document))
+    with pytest.raises(ConfigError, match="pager"):
+        load_spec(path)

@@ -99,6 +99,8 @@ def test_the_correlation_job_alerts_each_step_once_and_the_postmortem_tells_it(p
     assert opened["links"]["cause"] == "http://localhost:3000/assets/raw"
     assert opened["runbook"]["kind"] == "null_spike"
 
+    explained = runner.invoke(cli, ["explain", "model", *url]).output
+    assert f"Runbook (null_spike): {opened['runbook']['link']}" in explained
     assert (
         runner.invoke(cli, ["incidents", "ack", incident.id, "--actor", "sam", *url]).exit_code == 0
     )

@@ -205,7 +205,9 @@ def build_postmortem(
 
     detection_delay = (
         incident.detected_time - first_event
-        if incident.detected_time is not None and first_event is not None
+        if incident.detected_time is not None
+        and incident.detected_partition is not None  # else detected_time is wall time
+        and first_event is not None
         else None
     )
     first_alert = sent[0].sent_at if sent else None

@@ -81,7 +81,9 @@ def build_retrospective(
         asset = top.asset_key if top is not None else "-"
         by_asset_and_kind[f"{asset} / {kind}"] += 1
         first = top.event_time if top is not None and top.event_time else incident.onset_time
-        if incident.detected_time is not None and first is not None:
+        # A provisional (at-risk) incident has no detection partition: its detected_time is the
+        # wall clock of the pass, not comparable with the data time of its first event.
+        if incident.detected_partition is not None and incident.detected_time and first:
             detect[kind].append(_hours(incident.detected_time - first))
         closed = _closed_at(store, incident)
         if closed is not None and incident.created_at is not None:
