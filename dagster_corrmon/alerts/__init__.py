@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # the names `__getattr__` below serves, for type checkers and
         SlackChannel,
         WebhookChannel,
     )
-    from dagster_corrmon.alerts.dispatch import (
+    from dagster_corrmon.alerts.dispatcher import (
         DispatchReport,
         dispatch,
         dispatch_for_model,
@@ -44,12 +44,12 @@ _LAZY = {
     "AssetInfo": "dagster_corrmon.alerts.owners",
     "DeliveryFailed": "dagster_corrmon.alerts.channels",
     "directory_for": "dagster_corrmon.alerts.owners",
-    "dispatch": "dagster_corrmon.alerts.dispatch",
-    "dispatch_for_model": "dagster_corrmon.alerts.dispatch",
-    "DispatchReport": "dagster_corrmon.alerts.dispatch",
+    "dispatch": "dagster_corrmon.alerts.dispatcher",
+    "dispatch_for_model": "dagster_corrmon.alerts.dispatcher",
+    "DispatchReport": "dagster_corrmon.alerts.dispatcher",
     "EmailChannel": "dagster_corrmon.alerts.channels",
     "EscalationPolicy": "dagster_corrmon.alerts.routes",
-    "incidents_to_alert": "dagster_corrmon.alerts.dispatch",
+    "incidents_to_alert": "dagster_corrmon.alerts.dispatcher",
     "LogChannel": "dagster_corrmon.alerts.channels",
     "MaintenanceWindow": "dagster_corrmon.alerts.routes",
     "QuietHours": "dagster_corrmon.alerts.routes",

@@ -105,7 +105,7 @@ class WebhookChannel:
     kind: str = "webhook"
 
     def __post_init__(self) -> None:
-        _check_secret(self.url, what="WebhookChannel.url")
+        _check_secret(self.url, what=f"{type(self).__name__}.url")
 
     def render(self, alert: Alert) -> dict[str, Any]:
         return webhook_payload(alert)
@@ -116,35 +116,22 @@ class WebhookChannel:
             for name, value in self.headers.items()
         }
         _post_json(
-            reveal(self.url, what="webhook url"),
+            reveal(self.url, what=f"{self.kind} webhook url"),
             payload,
             headers=headers,
             timeout_s=timeout_s,
-            what="webhook",
+            what=self.kind,
         )
 
 
 @dataclass(frozen=True, kw_only=True)
-class SlackChannel:
+class SlackChannel(WebhookChannel):
     """POST Block Kit to a Slack incoming webhook (the URL is the secret)."""
 
-    url: Secret = field(repr=False)
     kind: str = "slack"
-
-    def __post_init__(self) -> None:
-        _check_secret(self.url, what="SlackChannel.url")
 
     def render(self, alert: Alert) -> dict[str, Any]:
         return slack_payload(alert)
-
-    def send(self, payload: Mapping[str, Any], *, timeout_s: float, log: Any = None) -> None:
-        _post_json(
-            reveal(self.url, what="slack webhook url"),
-            payload,
-            headers={},
-            timeout_s=timeout_s,
-            what="slack webhook",
-        )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -63,6 +63,38 @@ class DeliveryLogMixin:
     def _insert(self, table: sa.Table) -> Any:
         raise NotImplementedError
 
+    def _ensure_delivery_row(
+        self,
+        connection: sa.Connection,
+        *,
+        incident_id: str,
+        step: str,
+        route: str,
+        channel: str,
+        severity: str,
+        now: datetime,
+    ) -> None:
+        """Create the step's row (``pending``) unless it exists; racing creators both succeed."""
+        table = schema.alert_deliveries
+        connection.execute(
+            self._insert(table)
+            .values(
+                incident_id=incident_id,
+                step=step,
+                route=route,
+                channel=channel,
+                severity=severity,
+                status=PENDING,
+                attempts=0,
+                created_at=now,
+                last_error="",
+                payload_json={},
+            )
+            .on_conflict_do_nothing(
+                index_elements=[table.c.incident_id, table.c.step, table.c.route]
+            )
+        )
+
     def deliveries(
         self, *, incident_ids: Collection[str] | None = None, route: str | None = None
     ) -> list[Delivery]:
@@ -103,23 +135,14 @@ class DeliveryLogMixin:
         now = ensure_utc(now)
         key = _key(table, incident_id, step, route)
         with self._errors("claim an alert delivery"), self._write_engine.begin() as connection:
-            connection.execute(
-                self._insert(table)
-                .values(
-                    incident_id=incident_id,
-                    step=step,
-                    route=route,
-                    channel=channel,
-                    severity=severity,
-                    status=PENDING,
-                    attempts=0,
-                    created_at=now,
-                    last_error="",
-                    payload_json={},
-                )
-                .on_conflict_do_nothing(
-                    index_elements=[table.c.incident_id, table.c.step, table.c.route]
-                )
+            self._ensure_delivery_row(
+                connection,
+                incident_id=incident_id,
+                step=step,
+                route=route,
+                channel=channel,
+                severity=severity,
+                now=now,
             )
             claimed = connection.execute(
                 sa.update(table)
@@ -192,24 +215,14 @@ class DeliveryLogMixin:
         table = schema.alert_deliveries
         now = ensure_utc(now)
         with self._errors("record an alert delivery"), self._write_engine.begin() as connection:
-            connection.execute(
-                self._insert(table)
-                .values(
-                    incident_id=incident_id,
-                    step=step,
-                    route=route,
-                    channel=channel,
-                    severity=severity,
-                    status=status,
-                    attempts=0,
-                    created_at=now,
-                    last_error=reason,
-                    next_attempt_at=None if until is None else ensure_utc(until),
-                    payload_json={},
-                )
-                .on_conflict_do_nothing(
-                    index_elements=[table.c.incident_id, table.c.step, table.c.route]
-                )
+            self._ensure_delivery_row(
+                connection,
+                incident_id=incident_id,
+                step=step,
+                route=route,
+                channel=channel,
+                severity=severity,
+                now=now,
             )
             connection.execute(
                 sa.update(table)
