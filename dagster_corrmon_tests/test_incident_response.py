@@ -188,6 +188,7 @@ def _incident(incident_id: str, cause: Signal, *, detected_day: int) -> Incident
         classification=IncidentClass.DATA_FAULT,
         onset_time=cause.event_time,
         detected_time=T0 + dt.timedelta(days=detected_day),
+        detected_partition=f"p{detected_day}",
         causes=(
             Cause(
                 rank=1,
