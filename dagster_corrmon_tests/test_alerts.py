@@ -95,6 +95,18 @@ def store(tmp_path):
         yield opened
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_store(request: pytest.FixtureRequest, tmp_path):
+    """The store on SQLite and on the real PostgreSQL (for the exactly-once guarantees)."""
+    url = (
+        f"sqlite:///{tmp_path / 'corrmon.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    with CorrmonStore(url) as opened:
+        yield opened
+
+
 def webhook_route(url: str, **options) -> AlertRoute:
     return AlertRoute(
         name=options.pop("name", "hook"),
@@ -114,7 +126,8 @@ def run_pass(store, routes, *, now=NOW, ui_base_url="http://dagster.local:3000")
     )
 
 
-def test_one_alert_per_lifecycle_step_escalating_at_risk_to_consequential(store) -> None:
+def test_one_alert_per_lifecycle_step_escalating_at_risk_to_consequential(any_store) -> None:
+    store = any_store
     with http_sink() as sink:
         route = webhook_route(sink.url)
         store.upsert_incident(at_risk())
@@ -187,7 +200,8 @@ def test_acknowledgement_stops_escalation(store) -> None:
     assert "false positive" in sink.delivered[-1]["headline"]
 
 
-def test_an_outage_is_retried_with_backoff_and_delivered_once(store) -> None:
+def test_an_outage_is_retried_with_backoff_and_delivered_once(any_store) -> None:
+    store = any_store
     # Three 503s exhaust one pass's attempts; the next pass waits for its backoff, then delivers.
     with http_sink(statuses=[503, 503, 503]) as sink:
         route = webhook_route(sink.url)
@@ -227,7 +241,8 @@ def test_a_client_error_is_not_retried_within_the_pass(store) -> None:
         assert store.deliveries()[0].last_error == "webhook: HTTP 404"
 
 
-def test_concurrent_processes_deliver_each_step_once(store, tmp_path) -> None:
+def test_concurrent_processes_deliver_each_step_once(any_store) -> None:
+    store = any_store
     store.upsert_incident(at_risk())
     with http_sink() as sink:
         route = webhook_route(sink.url)
