@@ -99,6 +99,12 @@ def test_the_correlation_job_alerts_each_step_once_and_the_postmortem_tells_it(p
     assert opened["links"]["cause"] == "http://localhost:3000/assets/raw"
     assert opened["runbook"]["kind"] == "null_spike"
 
+    _, instance, *_ = pipeline
+    check = instance.get_latest_asset_check_evaluation_record(
+        dg.AssetCheckKey(dg.AssetKey("model"), "corrmon_incident")
+    )
+    assert check is not None and isinstance(check.evaluation, dg.AssetCheckEvaluation)
+    assert check.evaluation.metadata["corrmon/runbook"].value == opened["runbook"]["link"]
     explained = runner.invoke(cli, ["explain", "model", *url]).output
     assert f"Runbook (null_spike): {opened['runbook']['link']}" in explained
     assert (
