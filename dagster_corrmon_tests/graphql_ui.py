@@ -28,6 +28,7 @@ fragment Evaluation on AssetCheckEvaluation {
     ... on IntMetadataEntry { intValue }
     ... on FloatMetadataEntry { floatValue }
     ... on BoolMetadataEntry { boolValue }
+    ... on UrlMetadataEntry { url }
   }
 }
 """

@@ -110,6 +110,7 @@ def test_model_checks_tab_shows_the_failed_incident_check_with_its_explanation(
     assert metadata["corrmon/classification"] == IncidentClass.DATA_FAULT.value
     assert metadata["corrmon/onset_partition"] == day(FAULT_DAY)
     assert metadata["corrmon/affected_runs"] == len(incident.affected_runs)
+    assert metadata["corrmon/runbook"].endswith("null_spike.md")  # a link in the Checks tab
     explanation = metadata["corrmon/explanation"]
     assert incident.summary and explanation == incident.summary
     assert "raw" in explanation and "temp" in explanation

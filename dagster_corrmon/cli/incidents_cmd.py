@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from dagster_corrmon.alerts.runbooks import Runbooks
 from dagster_corrmon.cli.db_cmd import database_url_option
 from dagster_corrmon.core.incident import Incident, IncidentStatus
 from dagster_corrmon.errors import ConfigError
@@ -288,6 +289,8 @@ def explain_text(incident: Incident, *, max_causes: int = 5) -> str:
     ]
     headers = ["#", "cause", "kind", "score", "conf", "p", "q", "repair", "shift", "hops", "from"]
     lines.append(_table(headers, rows) if rows else "(no candidate causes)")
+    runbook = Runbooks().for_incident(incident)
+    lines += ["", f"Runbook ({runbook.kind}): {runbook.link}"]
     runs = incident.affected_runs
     if runs:
         roles: dict[str, int] = {}

@@ -77,6 +77,14 @@ _COMMANDS: dict[str, _Command] = {
         "dagster_corrmon.cli.scenario_cmd:evaluate_command",
         "Score the engine on N generated scenarios per spec, on the fast path and a full subset.",
     ),
+    "postmortem": _Command(
+        "dagster_corrmon.cli.postmortem_cmd:postmortem_command",
+        "Draft a blameless postmortem of INCIDENT_ID from its stored records.",
+    ),
+    "retrospective": _Command(
+        "dagster_corrmon.cli.retro_cmd:retrospective_command",
+        "Incidents per asset and kind, after code changes, MTTD/MTTR, false positives per check.",
+    ),
     "dashboard": _Command(
         "dagster_corrmon.cli.dashboard_cmd:dashboard_command",
         "One offline HTML page of each model's metric, incidents, drift and upstream events.",

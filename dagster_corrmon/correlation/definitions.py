@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from dagster_corrmon import instance_api
+from dagster_corrmon.alerts import Alerting, AlertRoute, directory_for, dispatch_for_model
 from dagster_corrmon.core.incident import Incident, IncidentClass, IncidentStatus
 from dagster_corrmon.core.lineage import ancestors_with_distance
 from dagster_corrmon.core.signal import SignalKind, ensure_utc
@@ -86,8 +87,12 @@ def build_correlation_job(
     retrain_policy: RetrainPolicy = DEFAULT_RETRAIN_POLICY,
     name: str = CORRELATION_JOB_NAME,
     resource_key: str = DEFAULT_RESOURCE_KEY,
+    alerts: Alerting | Sequence[AlertRoute] = (),
 ) -> dg.JobDefinition:
-    """The correlation job: one op that explains one model's shift (the model is run config)."""
+    """The correlation job: one op that explains one model's shift (the model is run config).
+
+    With ``alerts``, the pass ends by alerting the routes on the model's incidents.
+    """
     by_name = {model.name: model for model in models}
 
     @dg.op(
@@ -176,6 +181,11 @@ def build_correlation_job(
             partition=metric_points[-1].partition if metric_points else None,
         )
         context.log.info(f"retrain {model.name}: {decision.decision}: {decision.reason}")
+        if alerts:  # after every effect of the pass; a failed delivery is retried next pass
+            directory = directory_for(context)
+            dispatch_for_model(
+                store, model.name, alerts, now=now, directory=directory, log=context.log
+            )
 
     @dg.job(name=name, description="corrmon: attribute a model's performance shift to its causes.")
     def _job() -> None:
@@ -505,6 +515,7 @@ def build_corrmon_defs(
     resource_key: str = DEFAULT_RESOURCE_KEY,
     retrain_schedule: str | None = None,
     sensor_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
+    alerts: Alerting | Sequence[AlertRoute] = (),
 ) -> dg.Definitions:
     """Monitoring for an existing Dagster project: merge the result into its definitions.
 
@@ -517,6 +528,9 @@ def build_corrmon_defs(
     guard's verdict in the Checks tab (run on demand; for Declarative Automation build it with
     :func:`build_retrain_guard_check` and a ``cron_schedule`` instead).
 
+    ``alerts`` (routes, or :class:`~dagster_corrmon.alerts.Alerting` with the UI's base URL and
+    runbooks) alerts each incident's lifecycle steps after every correlation pass.
+
     ::
 
         defs = dg.Definitions.merge(my_defs, build_corrmon_defs(models=[MonitoredModel(...)]))
@@ -527,7 +541,7 @@ def build_corrmon_defs(
     if len(set(names)) != len(names):
         raise ConfigError(f"build_corrmon_defs: a model is listed twice: {names}")
     job = build_correlation_job(
-        models=models, retrain_policy=retrain_policy, resource_key=resource_key
+        models=models, retrain_policy=retrain_policy, resource_key=resource_key, alerts=alerts
     )
     guard_checks: list[dg.AssetChecksDefinition] = []
     schedules: list[dg.ScheduleDefinition] = []

@@ -14,6 +14,7 @@ from typing import Any
 import dagster as dg
 
 from dagster_corrmon import instance_api
+from dagster_corrmon.alerts.runbooks import Runbooks
 from dagster_corrmon.core.attribution import (
     AttributionResult,
     MetricSeries,
@@ -604,6 +605,7 @@ def report_incident_check(
         "corrmon/onset_partition": incident.onset_partition or "",
         "corrmon/affected_runs": len(incident.affected_runs),
         "corrmon/explanation": dg.MetadataValue.md(incident.summary or "(no explanation)"),
+        "corrmon/runbook": dg.MetadataValue.url(Runbooks().for_incident(incident).link),
     }
     if cause is not None:
         metadata["corrmon/cause_score"] = float(cause.score)

@@ -38,6 +38,7 @@ from pydantic import (
     model_validator,
 )
 
+from dagster_corrmon.alerts.spec import AlertsSpec
 from dagster_corrmon.errors import ConfigError
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -571,6 +572,9 @@ class PipelineSpec(SpecModel):
     scoring: ScoringSpec = Field(default_factory=ScoringSpec)
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     assets: AssetNames = Field(default_factory=AssetNames)
+    alerts: AlertsSpec | None = Field(
+        default=None, description="Alert routes: pass alerts.to_alerting() to build_corrmon_defs."
+    )
 
     @field_validator("name")
     @classmethod

@@ -3,6 +3,7 @@
 Imports no Dagster; speaks the core types. See :class:`CorrmonStore`.
 """
 
+from dagster_corrmon.store.deliveries import Delivery
 from dagster_corrmon.store.schema import SCHEMA_VERSION
 from dagster_corrmon.store.store import (
     ACTIVE_STATUSES,
@@ -25,6 +26,7 @@ __all__ = [
     "DATABASE_URL_ENV",
     "SCHEMA_VERSION",
     "CorrmonStore",
+    "Delivery",
     "PruneResult",
     "SignalPoint",
     "StatusChange",

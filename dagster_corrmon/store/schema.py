@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql
 from dagster_corrmon.core.signal import ensure_utc
 
 # Bump when a table changes, and append the migration that gets there to MIGRATIONS.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA_VERSION_KEY = "schema_version"
 
@@ -181,13 +181,54 @@ incident_status_history = sa.Table(
 )
 
 
+# The alert delivery log: one row per (incident, lifecycle step, route), the unit that is sent
+# exactly once across sensor ticks, job retries and processes. A sender claims a row (a lease in
+# ``claimed_until``) before it sends, so two processes never deliver the same step twice.
+alert_deliveries = sa.Table(
+    "corrmon_alert_deliveries",
+    metadata,
+    sa.Column("incident_id", sa.ForeignKey(incidents.c.id, ondelete="CASCADE"), primary_key=True),
+    sa.Column("step", sa.String(16), primary_key=True),  # opened | escalated | resolved
+    sa.Column("route", sa.String(128), primary_key=True),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    # pending | sent | failed | deferred | superseded
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("last_attempt_at", UTCDateTime, nullable=True),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=True),
+    sa.Column("sent_at", UTCDateTime, nullable=True),
+    sa.Column("claimed_until", UTCDateTime, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=False),
+    sa.Column("payload_json", _json(), nullable=False),  # what was sent; never a secret
+    # The rate limit counts a route's recent deliveries.
+    sa.Index("ix_corrmon_alert_deliveries_route_sent", "route", "sent_at"),
+)
+
+# The tables of schema version 1, frozen: later tables are created by their own migration.
+_VERSION_1_TABLES = (
+    store_meta,
+    signals,
+    incidents,
+    incident_causes,
+    incident_signals,
+    incident_runs,
+    incident_status_history,
+)
+
+
 def _migrate_to_1(connection: sa.Connection) -> None:
-    # Version 1 is the first schema: create every table. When version 2 changes a table, freeze
-    # this step by spelling out the version-1 DDL here instead of using the live metadata.
-    metadata.create_all(connection, checkfirst=True)
+    metadata.create_all(connection, tables=list(_VERSION_1_TABLES), checkfirst=True)
+
+
+def _migrate_to_2(connection: sa.Connection) -> None:
+    # Additive: the alert delivery log; no existing table changes.
+    alert_deliveries.create(connection, checkfirst=True)
 
 
 # target version -> the step that takes a database from (target - 1) to target, in one transaction.
 MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {
     1: _migrate_to_1,
+    2: _migrate_to_2,
 }

@@ -50,6 +50,7 @@ from dagster_corrmon.core.incident import (
 from dagster_corrmon.core.signal import Severity, Signal, SignalKind, ensure_utc
 from dagster_corrmon.errors import ConfigError, SchemaVersionError, StoreError
 from dagster_corrmon.store import schema
+from dagster_corrmon.store.deliveries import DeliveryLogMixin
 
 DATABASE_URL_ENV = "CORRMON_DATABASE_URL"
 DAGSTER_HOME_ENV = "DAGSTER_HOME"
@@ -181,7 +182,7 @@ def hide_password(url: str) -> str:
         return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
-class CorrmonStore:
+class CorrmonStore(DeliveryLogMixin):
     """Signals and the incident catalog in one SQL database (SQLite or PostgreSQL).
 
     ``CorrmonStore()`` opens :func:`default_database_url`. A brand-new database gets its tables on
