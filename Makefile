@@ -8,7 +8,7 @@ STAMP := $(VENV)/.corrmon-installed
 PYTEST_ARGS ?= -n 2
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install test check lint format typecheck bench demo scenarios dev clean
+.PHONY: install test reliability check lint format typecheck bench demo scenarios dev clean
 
 install: $(STAMP)
 
@@ -28,7 +28,12 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	@cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS) -m "not reliability"
+
+# the whole fault-injection suite: every effect step killed, every cursor field corrupted,
+# PostgreSQL restarted mid-pass (docs/reliability.md)
+reliability: install
+	$(PY) -m pytest $(PYTEST_ARGS) -m reliability
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql
 from dagster_corrmon.core.signal import ensure_utc
 
 # Bump when a table changes, and append the migration that gets there to MIGRATIONS.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA_VERSION_KEY = "schema_version"
 
@@ -181,13 +181,34 @@ incident_status_history = sa.Table(
 )
 
 
+# What each effect of an incident (run tags, the check evaluation, the observation) last applied,
+# and how far each model's correlation pass got: the ledger that makes annotation at-least-once.
+# ``fingerprint`` is a hash of what the effect wrote; a differing one means "apply it again".
+effects = sa.Table(
+    "corrmon_effects",
+    metadata,
+    sa.Column("subject", sa.Text, primary_key=True),  # an incident id, or "model:<asset>"
+    sa.Column("effect", sa.String(64), primary_key=True),
+    sa.Column("fingerprint", sa.String(128), nullable=False),
+    sa.Column("applied_at", UTCDateTime, nullable=False),
+)
+
+
 def _migrate_to_1(connection: sa.Connection) -> None:
-    # Version 1 is the first schema: create every table. When version 2 changes a table, freeze
-    # this step by spelling out the version-1 DDL here instead of using the live metadata.
+    # Version 1 is the first schema: create every table. The later steps are written to be
+    # idempotent over it (create if missing), so this step may keep using the live metadata; a
+    # step that *changes* a table must freeze this one to the version-1 DDL first.
     metadata.create_all(connection, checkfirst=True)
+
+
+def _migrate_to_2(connection: sa.Connection) -> None:
+    # Additive: the effect ledger. Idempotent (checkfirst), so a database that step 1 created
+    # from the live metadata, which already has the table, passes through it unchanged.
+    effects.create(connection, checkfirst=True)
 
 
 # target version -> the step that takes a database from (target - 1) to target, in one transaction.
 MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {
     1: _migrate_to_1,
+    2: _migrate_to_2,
 }

@@ -708,6 +708,33 @@ class CorrmonStore:
                 windows.append((start, end))
         return sorted(windows)
 
+    # ----------------------------------------------------------- effect ledger
+
+    def applied_effects(self, subject: str) -> dict[str, str]:
+        """``{effect: fingerprint}`` last recorded for ``subject`` (an incident id, a model)."""
+        table = schema.effects
+        with self._errors(f"read the effects of {subject!r}"), self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(table.c.effect, table.c.fingerprint).where(table.c.subject == subject)
+            ).all()
+        return {str(effect): str(fingerprint) for effect, fingerprint in rows}
+
+    def record_effect(self, subject: str, effect: str, fingerprint: str) -> None:
+        """Record that ``effect`` of ``subject`` now stands at ``fingerprint`` (replacing any)."""
+        table = schema.effects
+        row = _without_nul(
+            {"subject": subject, "effect": effect, "fingerprint": fingerprint},
+            where="an effect record",
+        )
+        statement = self._insert(table).values(applied_at=datetime.now(UTC), **row)
+        statement = statement.on_conflict_do_update(
+            index_elements=[table.c.subject, table.c.effect],
+            set_={"fingerprint": fingerprint, "applied_at": statement.excluded.applied_at},
+        )
+        action = f"record effect {effect!r} of {subject!r}"
+        with self._errors(action), self._write_engine.begin() as conn:
+            conn.execute(statement)
+
     # ---------------------------------------------------------------- plumbing
 
     def _create_engine(self) -> sa.Engine:
