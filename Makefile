@@ -58,7 +58,7 @@ SCENARIOS ?= $(wildcard dagster_corrmon/scenarios/builtin/*.yaml)
 scenarios: install
 	@for scenario in $(SCENARIOS); do \
 		name=$$(basename $$scenario .yaml); \
-		$(VENV)/bin/corrmon simulate $$scenario --out .scenarios/$$name || exit 1; \
+		$(VENV)/bin/corrmon simulate $$scenario --out .scenarios/$$name --overwrite || exit 1; \
 	done
 	$(VENV)/bin/corrmon score .scenarios/*/
 

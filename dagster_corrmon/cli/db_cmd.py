@@ -113,6 +113,12 @@ def info_command(database_url: str | None) -> None:
             "schema version: none (no corrmon tables yet; `corrmon db upgrade` creates them, "
             "and so does first use)"
         )
+    elif info.schema_version > info.expected_schema_version:
+        # `db upgrade` never downgrades: only a newer dagster-corrmon can use this store.
+        click.echo(
+            f"schema version: {info.schema_version} (written by a newer dagster-corrmon; this "
+            f"one knows version {info.expected_schema_version}: upgrade dagster-corrmon)"
+        )
     elif info.schema_version != info.expected_schema_version:
         click.echo(
             f"schema version: {info.schema_version} (this dagster-corrmon needs "

@@ -18,9 +18,27 @@ def _echo(message: str) -> None:
 @click.command("simulate")
 @click.argument("scenario", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), required=True)
-@click.option("--max-partitions", type=int, default=None, help="Stop after this many partitions.")
-def simulate_command(scenario: Path, out_dir: Path, max_partitions: int | None) -> None:
-    """Run SCENARIO's pipeline partition by partition in a real Dagster instance under OUT."""
+@click.option(
+    "--max-partitions",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Stop after this many partitions.",
+)
+@click.option(
+    "--overwrite", is_flag=True, help="OUT holds an earlier simulation: delete it, start afresh."
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="OUT holds an interrupted simulation of this scenario: continue where it stopped.",
+)
+def simulate_command(
+    scenario: Path, out_dir: Path, max_partitions: int | None, overwrite: bool, resume: bool
+) -> None:
+    """Run SCENARIO's pipeline partition by partition in a real Dagster instance under OUT.
+
+    A non-empty OUT is refused unless --overwrite or --resume says what to do with it.
+    """
     from dagster_corrmon.scenarios.simulate import simulate
     from dagster_corrmon.scenarios.spec import load_scenario
 
@@ -29,8 +47,13 @@ def simulate_command(scenario: Path, out_dir: Path, max_partitions: int | None) 
         if not candidate.exists():
             raise ConfigError(f"scenario {scenario} does not exist (nor as a built-in scenario)")
         scenario = candidate
+    if overwrite and resume:
+        raise ConfigError("--overwrite and --resume exclude each other")
     spec = load_scenario(scenario)
-    simulate(spec, out_dir=out_dir, progress=_echo, max_partitions=max_partitions)
+    existing = "overwrite" if overwrite else "resume" if resume else "refuse"
+    simulate(
+        spec, out_dir=out_dir, progress=_echo, max_partitions=max_partitions, existing=existing
+    )
     click.echo(f"report: {out_dir / 'report.json'}")
     _ui_hint(scenario.resolve(), (out_dir / "dagster_home").resolve())
 
@@ -130,7 +153,10 @@ def demo_command(out_dir: Path, quick: bool) -> None:
     simulation = out_dir / "flights_year"
     click.echo("")
     click.echo(f"Simulating {scenario.name} (a few minutes; progress on stderr) ...")
-    report = simulate(load_scenario(scenario), out_dir=simulation, progress=_echo)
+    # The demo always starts afresh (refused if its folder holds anything but a simulation).
+    report = simulate(
+        load_scenario(scenario), out_dir=simulation, progress=_echo, existing="overwrite"
+    )
     history, _ = load_baseline_history(simulation, report)
     click.echo("")
     click.echo(format_summary(summarize([score_report(report, history=history)])))

@@ -20,8 +20,9 @@ _SPECIAL = re.compile(r"([\\`*_\[\]{}#|~!])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
-def _one_line(text: str) -> str:
-    """``text`` with line breaks as spaces and control characters as ``\\xNN``."""
+def one_line(text: str) -> str:
+    """``text`` with line breaks as spaces and control characters as ``\\xNN``: safe on one line
+    of markdown, and of a terminal (no ANSI escape sequence reaches it)."""
     flat = " ".join(text.splitlines()) if ("\n" in text or "\r" in text) else text
     return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", flat)
 
@@ -33,7 +34,7 @@ def escape_markdown(value: object) -> str:
     backslash; line breaks become spaces and control characters ``\\xNN``, so a value stays in
     its table cell or sentence.
     """
-    text = _one_line(str(value))
+    text = one_line(str(value))
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return _SPECIAL.sub(r"\\\1", text)
 
@@ -46,7 +47,7 @@ def markdown_code(value: object, *, in_table: bool = False) -> str:
     ``|`` splits the cell even inside code, so ``in_table`` writes it ``\\|`` (which the table
     parser, and only it, turns back into ``|``).
     """
-    text = _one_line(str(value))
+    text = one_line(str(value))
     if in_table:
         text = text.replace("|", "\\|")
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)

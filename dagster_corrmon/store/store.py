@@ -26,7 +26,6 @@ dialects (SQLite would do that silently anyway).
 import json
 import math
 import os
-import re
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ from dagster_corrmon.core.incident import (
 from dagster_corrmon.core.signal import Severity, Signal, SignalKind, ensure_utc
 from dagster_corrmon.errors import ConfigError, SchemaVersionError, StoreError
 from dagster_corrmon.store import schema
+from dagster_corrmon.store.redact import hide_password, redact_secrets
 
 DATABASE_URL_ENV = "CORRMON_DATABASE_URL"
 DAGSTER_HOME_ENV = "DAGSTER_HOME"
@@ -170,15 +170,6 @@ def normalize_database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg2://" + url[len(prefix) :]
     return url
-
-
-def hide_password(url: str) -> str:
-    """The URL with its password replaced by ``***``, safe for messages and logs."""
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except sa_exc.ArgumentError:
-        # Not parseable: mask anything that looks like user:password@.
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 class CorrmonStore:
@@ -471,6 +462,25 @@ class CorrmonStore:
             cutoff=cutoff, signals_deleted=int(deleted), cited_signals_kept=int(kept or 0)
         )
 
+    def delete_attempt_signals(self, *, run_ids: Iterable[str], observed_since: datetime) -> int:
+        """Delete the signals an abandoned attempt wrote — those of its runs, and any observed
+        since it began — and incidents' links to them; returns how many.
+
+        For ``corrmon simulate --resume``, which re-does the attempt: its evidence must not
+        stand beside the new attempt's.
+        """
+        ids = sorted(set(run_ids))
+        signals, links = schema.signals, schema.incident_signals
+        since = signals.c.observed_at >= ensure_utc(observed_since)
+        conditions = [since, *(signals.c.run_id.in_(chunk) for chunk in _chunks(ids))]
+        deleted = 0
+        with self._errors("delete signals of an attempt"), self._write_engine.begin() as conn:
+            for condition in conditions:
+                keys = sa.select(signals.c.idempotency_key).where(condition)
+                conn.execute(sa.delete(links).where(links.c.signal_key.in_(keys)))
+                deleted += conn.execute(sa.delete(signals).where(condition)).rowcount
+        return int(deleted)
+
     # --------------------------------------------------------------- incidents
 
     def upsert_incident(self, incident: Incident) -> None:
@@ -740,12 +750,12 @@ class CorrmonStore:
     def _create_engine(self) -> sa.Engine:
         try:
             url = sa.make_url(self.database_url)
-        except sa_exc.ArgumentError as error:
+        except sa_exc.ArgumentError:
             raise StoreError(
                 f"{self.safe_database_url!r} is not a valid SQLAlchemy database URL "
                 "(expected e.g. sqlite:////abs/path/corrmon.db or "
                 "postgresql+psycopg2://user@host:5432/db)"
-            ) from error
+            ) from None
         backend = url.get_backend_name()
         connect_args: dict[str, Any] = {}
         in_memory = False
@@ -771,9 +781,10 @@ class CorrmonStore:
         try:
             engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
         except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ImportError) as error:
+            detail = redact_secrets(str(error), self.database_url)
             raise StoreError(
-                f"cannot open the corrmon store at {self.safe_database_url}: {error}"
-            ) from error
+                f"cannot open the corrmon store at {self.safe_database_url}: {detail}"
+            ) from None
         if backend == "sqlite":
             _take_over_sqlite_transactions(engine, wal=not in_memory)
         return engine
@@ -805,10 +816,14 @@ class CorrmonStore:
             yield
         except sa_exc.SQLAlchemyError as error:
             # The driver's own message, without SQLAlchemy's echo of the SQL and parameters.
-            detail = str(getattr(error, "orig", None) or error).strip()
+            detail = redact_secrets(
+                str(getattr(error, "orig", None) or error).strip(), self.database_url
+            )
+            # from None: the driver's exception repeats what it was given (with an unescaped
+            # "@", part of the password as the "host"); its redacted message is all we pass on.
             raise StoreError(
                 f"could not {action} in the corrmon store at {self.safe_database_url}: {detail}"
-            ) from error
+            ) from None
 
 
 # ------------------------------------------------------------------ helpers
