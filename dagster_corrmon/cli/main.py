@@ -51,7 +51,7 @@ def cli() -> None:
     """dagster-corrmon: which upstream change made the model worse, and which runs it hit."""
 
 
-def error_line(error: BaseException, argv: list[str] | None = None) -> str:
+def error_line(error: BaseException | str, argv: list[str] | None = None) -> str:
     """``error`` as one terminal-safe line: line breaks as spaces, control characters (ANSI
     escape sequences from a column name, say) as ``\\xNN``, and no secret of a database URL
     given on the command line or in ``$CORRMON_DATABASE_URL``."""
@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("corrmon: aborted", err=True)
         sys.exit(130)
     except click.ClickException as error:
-        error.show()
+        # Usage errors too are one line (click's own form takes three, the usage first).
+        click.echo(f"corrmon: error: {error_line(error.format_message(), argv)}", err=True)
         sys.exit(error.exit_code)
     except click.exceptions.Exit as error:
         sys.exit(error.exit_code)

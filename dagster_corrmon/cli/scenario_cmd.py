@@ -15,6 +15,30 @@ def _echo(message: str) -> None:
     click.echo(message, err=True)
 
 
+# What every simulation report holds (scenarios/simulate.py build_report), and so what score reads.
+_REPORT_KEYS = ("version", "scenario", "partitions", "injected", "expect", "incidents")
+
+
+def _read_report(file: Path) -> dict[str, object]:
+    """A simulation report, or an InputDataError naming the file and what is wrong with it."""
+    try:
+        report = json.loads(file.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise InputDataError(f"cannot read report {file}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise InputDataError(f"{file} is not a corrmon report (not UTF-8 text)") from None
+    except json.JSONDecodeError as error:
+        raise InputDataError(f"{file} is not a corrmon report (invalid JSON: {error})") from None
+    if not isinstance(report, dict):
+        raise InputDataError(
+            f"{file} is not a corrmon report (a JSON {type(report).__name__}, not an object)"
+        )
+    missing = [key for key in _REPORT_KEYS if key not in report]
+    if missing:
+        raise InputDataError(f"{file} is not a corrmon report (no {', '.join(missing)})")
+    return report
+
+
 @click.command("simulate")
 @click.argument("scenario", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), required=True)
@@ -98,14 +122,7 @@ def score_command(reports: tuple[Path, ...], output_format: str) -> None:
     scores = []
     for path in reports:
         file = path / "report.json" if path.is_dir() else path
-        try:
-            report = json.loads(file.read_text())
-        except OSError as error:
-            raise InputDataError(f"cannot read report {file}: {error.strerror}") from None
-        except json.JSONDecodeError as error:
-            raise InputDataError(
-                f"{file} is not a corrmon report (invalid JSON: {error})"
-            ) from None
+        report = _read_report(file)
         history, note = load_baseline_history(file.parent, report)
         score = score_report(report, history=history)
         score.baselines_note = note

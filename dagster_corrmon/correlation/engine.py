@@ -33,6 +33,7 @@ from dagster_corrmon.core.lineage import (
     descendants_with_distance,
     runs_consuming,
 )
+from dagster_corrmon.core.markdown import escape_markdown, markdown_code
 from dagster_corrmon.core.signal import Severity, Signal, SignalKind
 from dagster_corrmon.correlation.annotation import (  # noqa: F401 - tags and ids re-exported
     AT_RISK_TAG,
@@ -587,8 +588,9 @@ def flag_at_risk(
         window_start=first.event_time,
         window_end=max(s.event_time for s in versioned),
         summary=(
-            f"**At risk**: `{cause_label(cause)}` failed `{first.name}` from partition "
-            f"{first.partition}; {len(runs)} downstream run(s) consumed the faulty data. "
+            f"**At risk**: {markdown_code(cause_label(cause))} failed "
+            f"{markdown_code(first.name)} from partition {escape_markdown(first.partition)}; "
+            f"{len(runs)} downstream run(s) consumed the faulty data. "
             "Labels have not confirmed a performance loss yet."
         ),
         causes=(cause,),

@@ -178,13 +178,22 @@ class CorrmonStore:
     ``CorrmonStore()`` opens :func:`default_database_url`. A brand-new database gets its tables on
     first open; a database at another schema version raises :class:`SchemaVersionError` (pass
     ``check_schema=False`` only to inspect or :meth:`upgrade` it, as ``corrmon db`` does).
+    ``must_exist=True`` refuses a SQLite file that does not exist instead of creating it (the
+    CLI's readers: a mistyped path is an error, not an empty store).
     Thread-safe like a SQLAlchemy engine; close it (or use it as a context manager) when done.
     """
 
-    def __init__(self, database_url: str | None = None, *, check_schema: bool = True) -> None:
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        check_schema: bool = True,
+        must_exist: bool = False,
+    ) -> None:
         raw_url = default_database_url() if database_url is None else database_url
         self.database_url = normalize_database_url(raw_url.strip())
         self.safe_database_url = hide_password(self.database_url)
+        self._must_exist = must_exist
         self._engine = self._create_engine()
         self._write_engine = self._engine.execution_options(**{_WRITE_OPTION: True})
         if check_schema:
@@ -769,6 +778,13 @@ class CorrmonStore:
                         f"cannot open the corrmon store at {self.safe_database_url}: "
                         f"directory {parent} does not exist"
                     )
+                if self._must_exist and not Path(database).expanduser().is_file():
+                    # A reader given a mistyped path must not create an empty store there and
+                    # answer "no incidents".
+                    raise StoreError(
+                        f"no corrmon store at {self.safe_database_url}: the file does not exist "
+                        "(check the path; `corrmon db upgrade` creates a new store)"
+                    )
             connect_args["timeout"] = _SQLITE_BUSY_TIMEOUT_S
         elif backend == "postgresql":
             if "connect_timeout" not in url.query:
@@ -814,6 +830,15 @@ class CorrmonStore:
         """Turn SQLAlchemy/driver errors into a StoreError that names the (safe) URL."""
         try:
             yield
+        except ValueError as error:
+            # psycopg2 refuses a NUL in any string parameter with a bare ValueError (a query
+            # argument from the command line, say); writes are checked before (_without_nul).
+            if "NUL" not in str(error):
+                raise
+            raise StoreError(
+                f"could not {action} in the corrmon store at {self.safe_database_url}: "
+                "an argument contains a NUL character, which PostgreSQL text cannot hold"
+            ) from None
         except sa_exc.SQLAlchemyError as error:
             # The driver's own message, without SQLAlchemy's echo of the SQL and parameters.
             detail = redact_secrets(
@@ -913,17 +938,32 @@ def _finite_or_none(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
 
 
+_NAME_COLUMNS = frozenset(
+    column for columns in schema.WIDENED_COLUMNS.values() for column in columns
+)
+
+
 def _without_nul(row: dict[str, Any], *, where: str) -> dict[str, Any]:
-    """PostgreSQL text cannot hold NUL characters (psycopg2 raises a bare ValueError); refuse them
-    on both dialects so a signal that SQLite accepts never breaks a PostgreSQL deployment."""
+    """PostgreSQL text cannot hold NUL characters (psycopg2 raises a bare ValueError), nor index
+    a very long name; refuse both on both dialects, so a signal that SQLite accepts never breaks
+    a PostgreSQL deployment."""
     for column, value in row.items():
         if isinstance(value, str) and "\x00" in value:
             raise StoreError(f"{where}: {column} {value!r} contains a NUL character")
+        if (
+            isinstance(value, str)
+            and column in _NAME_COLUMNS
+            and len(value) > schema.MAX_NAME_LENGTH
+        ):
+            raise StoreError(
+                f"{where}: {column} is {len(value)} characters long, over the store's "
+                f"{schema.MAX_NAME_LENGTH} ({value[:60]!r}...)"
+            )
     return row
 
 
 def _signal_row(signal: Signal, *, key: str, now: datetime) -> dict[str, Any]:
-    where = f"metadata of signal {signal.kind.value} {signal.name!r} on {signal.asset_key!r}"
+    where = f"signal {signal.kind.value} {signal.name[:80]!r} on {signal.asset_key[:80]!r}"
     return _without_nul(
         {
             "idempotency_key": key,
