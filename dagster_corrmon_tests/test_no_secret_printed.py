@@ -6,17 +6,14 @@ query (``?password=``, which libpq reads), with an unescaped ``@`` (which URL pa
 the wrong place, so the tail shows up as the "host" in the driver's message), percent-encoded.
 """
 
-import contextlib
-import io
-
 import dagster as dg
 import pytest
 
-from dagster_corrmon.cli.main import main
 from dagster_corrmon.errors import StoreError
 from dagster_corrmon.resource import CorrmonResource
 from dagster_corrmon.store import CorrmonStore, hide_password
 from dagster_corrmon.store.redact import redact_secrets
+from dagster_corrmon_tests.cli_run import corrmon
 
 SECRETS = ("s3cretA", "s3cretB", "p1ece@tail9x", "pct@enc0ded")
 UNREACHABLE = [  # port 1 on loopback: refused at once
@@ -33,17 +30,6 @@ def _leaks(text: str) -> list[str]:
     ]
     fragments += ["pct%40enc0ded", "tail9x", "p1ece"]
     return [fragment for fragment in fragments if fragment in text]
-
-
-def _corrmon(*args: str) -> tuple[int, str]:
-    printed = io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
-        try:
-            main(list(args))
-        except SystemExit as stop:
-            code = int(stop.code or 0)
-    return code, printed.getvalue()
 
 
 @pytest.mark.parametrize("url", UNREACHABLE)
@@ -71,7 +57,7 @@ def test_store_errors_name_the_url_without_its_secret(url: str) -> None:
 @pytest.mark.parametrize("url", UNREACHABLE)
 @pytest.mark.parametrize("command", [["db", "info"], ["incidents", "list"], ["db", "upgrade"]])
 def test_cli_errors_are_one_line_without_the_secret(url: str, command: list[str]) -> None:
-    code, printed = _corrmon(*command, "--database-url", url)
+    code, printed = corrmon(*command, "--database-url", url)
     assert code == 2
     assert printed.startswith("corrmon: error: ") and printed.count("\n") == 1, printed
     assert not _leaks(printed), printed
@@ -79,7 +65,7 @@ def test_cli_errors_are_one_line_without_the_secret(url: str, command: list[str]
 
 def test_a_secret_in_the_environment_is_not_printed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CORRMON_DATABASE_URL", UNREACHABLE[2])
-    code, printed = _corrmon("incidents", "list")
+    code, printed = corrmon("incidents", "list")
     assert code == 2 and not _leaks(printed), printed
 
 
@@ -112,7 +98,7 @@ def test_db_info_shows_the_url_without_its_secret(postgres_url: str) -> None:
     user_host = base.split("://", 1)[1]
     user, _, host = user_host.partition("@")
     with_secrets = f"postgresql+psycopg2://{user}:pct%40enc0ded@{host}/{database}?password=s3cretB"
-    code, printed = _corrmon("db", "info", "--database-url", with_secrets)
+    code, printed = corrmon("db", "info", "--database-url", with_secrets)
     assert code == 0, printed
     assert "database:" in printed and host in printed
     assert not _leaks(printed), printed

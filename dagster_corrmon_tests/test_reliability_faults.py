@@ -70,8 +70,10 @@ class World:
         self.store = CorrmonStore(self.resource.database_url)
         self.defs = project.build_defs(store=self.resource)
 
-    def tick(self, cursor: str | None = None) -> dg.SensorResult:
-        sensor = self.defs.resolve_sensor_def(SENSOR)
+    def tick(
+        self, cursor: str | None = None, sensor: dg.SensorDefinition | None = None
+    ) -> dg.SensorResult:
+        sensor = sensor or self.defs.resolve_sensor_def(SENSOR)
         with dg.build_sensor_context(
             instance=self.instance,
             definitions=self.defs,
@@ -348,13 +350,7 @@ def test_a_tick_over_its_time_budget_stops_early_with_a_consistent_cursor(world:
     triggers: set[str] = set()
     steps = 0
     while True:
-        with dg.build_sensor_context(
-            instance=world.instance,
-            definitions=world.defs,
-            resources={"corrmon": world.resource},
-            cursor=cursor,
-        ) as context:
-            result = sensor.evaluate_tick(context)
+        result = world.tick(cursor, sensor)
         for request in result.run_requests or []:
             triggers |= set(request.run_config["ops"]["corrmon_correlate"]["config"]["triggers"])
         steps += 1

@@ -6,8 +6,6 @@ uninterrupted simulation of the same scenario: the same signals once each, no ru
 the same report.
 """
 
-import contextlib
-import io
 import json
 import os
 import signal
@@ -20,24 +18,13 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from dagster_corrmon.cli.main import main
 from dagster_corrmon.scenarios.simulate import CHECKPOINT_FILE, simulate
 from dagster_corrmon.scenarios.spec import load_scenario
 from dagster_corrmon.store import CorrmonStore
+from dagster_corrmon_tests.cli_run import corrmon
 from dagster_corrmon_tests.test_simulate import SCENARIO
 
 CORRMON = [sys.executable, "-m", "dagster_corrmon.cli.main"]
-
-
-def _corrmon(*args: str) -> tuple[int, str]:
-    printed = io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
-        try:
-            main(list(args))
-        except SystemExit as stop:
-            code = int(stop.code or 0)
-    return code, printed.getvalue()
 
 
 @pytest.fixture
@@ -51,19 +38,17 @@ def test_a_non_empty_out_is_refused_in_one_line(scenario: Path, tmp_path: Path) 
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    code, printed = _corrmon("simulate", str(scenario), "--out", str(out))
+    code, printed = corrmon("simulate", str(scenario), "--out", str(out))
     assert code == 2
     assert printed.strip().count("\n") == 0
     assert printed.startswith("corrmon: error: --out ") and "--resume" in printed
     # --overwrite deletes only what a simulation wrote: a folder of other files is refused
-    code, printed = _corrmon("simulate", str(scenario), "--out", str(out), "--overwrite")
+    code, printed = corrmon("simulate", str(scenario), "--out", str(out), "--overwrite")
     assert code == 2 and "notes.txt" in printed and "refusing" in printed
     assert (out / "notes.txt").read_text() == "mine"
-    code, printed = _corrmon("simulate", str(scenario), "--out", str(out), "--resume")
+    code, printed = corrmon("simulate", str(scenario), "--out", str(out), "--resume")
     assert code == 2 and CHECKPOINT_FILE in printed
-    code, printed = _corrmon(
-        "simulate", str(scenario), "--out", str(out), "--resume", "--overwrite"
-    )
+    code, printed = corrmon("simulate", str(scenario), "--out", str(out), "--resume", "--overwrite")
     assert code == 2 and "exclude each other" in printed
 
 
@@ -71,12 +56,12 @@ def test_a_checkpoint_of_another_scenario_is_not_resumed(scenario: Path, tmp_pat
     out = tmp_path / "out"
     (out / "dagster_home").mkdir(parents=True)
     (out / CHECKPOINT_FILE).write_text(json.dumps({"fingerprint": "another", "next_index": 1}))
-    code, printed = _corrmon("simulate", str(scenario), "--out", str(out), "--resume")
+    code, printed = corrmon("simulate", str(scenario), "--out", str(out), "--resume")
     assert code == 2 and "another scenario" in printed
 
 
 def test_negative_max_partitions_is_refused(scenario: Path, tmp_path: Path) -> None:
-    code, printed = _corrmon(
+    code, printed = corrmon(
         "simulate", str(scenario), "--out", str(tmp_path / "o"), "--max-partitions", "-1"
     )
     assert code == 2 and "max-partitions" in printed
@@ -125,7 +110,10 @@ def _report(out: Path) -> dict[str, Any]:
     for decision in report["retrain_decisions"]:
         if decision["partition"] is None:  # decided before any label: stamped with the clock
             decision.pop("event_time")
-    return strip(report)
+    stripped = strip(report)
+    for incident in stripped["incidents"]:  # ordered by run id, which differs between runs
+        incident["affected_runs"].sort(key=lambda run: json.dumps(run, sort_keys=True))
+    return stripped
 
 
 @pytest.mark.reliability
@@ -152,7 +140,7 @@ def test_a_killed_simulation_resumes_exactly_where_it_stopped(
     assert process.returncode == -signal.SIGKILL
     assert not (killed / "report.json").exists()
 
-    code, printed = _corrmon("simulate", str(scenario), "--out", str(killed))
+    code, printed = corrmon("simulate", str(scenario), "--out", str(killed))
     assert code == 2 and "--resume" in printed  # an interrupted simulation is not mixed into
     simulate(load_scenario(scenario), out_dir=killed, progress=lambda _: None, existing="resume")
 
