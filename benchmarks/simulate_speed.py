@@ -80,6 +80,7 @@ def main() -> None:
             out_dir=Path(folder) / "out",
             max_partitions=args.partitions,
             progress=lambda line: print(line, flush=True),
+            existing="overwrite",
         )
         total = time.perf_counter() - started
     scored = len(report["partitions"])

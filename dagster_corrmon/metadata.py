@@ -23,6 +23,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from dagster_corrmon.core.markdown import escape_markdown, markdown_code  # noqa: F401 - re-exported
 from dagster_corrmon.core.signal import ensure_utc
 
 PREFIX = "corrmon/"

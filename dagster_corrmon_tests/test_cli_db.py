@@ -2,6 +2,7 @@
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -96,9 +97,13 @@ def test_parse_duration_rejects(text: str) -> None:
 
 
 def test_upgrade_then_info(capsys: pytest.CaptureFixture[str], url: str) -> None:
-    code, out, _ = run(capsys, "db", "info", "--database-url", url)
-    assert code == 0
-    assert "schema version: none" in out
+    # a reader never creates a store: a mistyped path is an error, not an empty store
+    code, _, err = run(capsys, "db", "info", "--database-url", url)
+    assert code == 2
+    assert err.startswith("corrmon: error: no corrmon store at ") and "does not exist" in err
+    code, _, err = run(capsys, "incidents", "list", "--database-url", url)
+    assert code == 2 and "does not exist" in err
+    assert not Path(url.removeprefix("sqlite:///")).exists()
 
     code, out, _ = run(capsys, "db", "upgrade", "--database-url", url)
     assert code == 0
@@ -250,6 +255,7 @@ def test_incidents_list_show_and_lifecycle(
 
 
 def test_unknown_incident(capsys: pytest.CaptureFixture[str], url: str) -> None:
+    CorrmonStore(url).close()
     for command in ("show", "ack", "resolve", "false-positive"):
         code, _, err = run(capsys, "incidents", command, "INC-404", "--database-url", url)
         assert code == 2

@@ -793,3 +793,56 @@ def test_unreachable_or_bad_databases_are_store_errors(tmp_path) -> None:
         CorrmonStore("mysql://u@h/db")
     with pytest.raises(StoreError, match="does not exist"):
         CorrmonStore(f"sqlite:///{tmp_path / 'missing-dir' / 'corrmon.db'}")
+
+
+def _long_signal(length: int) -> Signal:
+    return Signal(
+        kind=SignalKind.DATA_QUALITY,
+        asset_key="raw/" + "a" * length,
+        name="expect_" + "n" * length,
+        column="c" * length,
+        partition="p" * length,
+        run_id="r" * length,
+        data_version="d" * length,
+        code_version="v" * length,
+        event_time=T0,
+        value=0.5,
+        passed=True,
+    )
+
+
+def test_long_names_are_stored_alike_on_both_databases(store: CorrmonStore) -> None:
+    # PostgreSQL's VARCHAR(512) used to refuse the whole batch that SQLite stored.
+    signals = [_long_signal(600), metric(0)]
+    assert store.write_signals(signals) == 2
+    stored = {s.name: s for s in store.read_signals()}
+    long = stored["expect_" + "n" * 600]
+    assert (long.asset_key, long.column, long.partition, long.run_id) == (
+        "raw/" + "a" * 600,
+        "c" * 600,
+        "p" * 600,
+        "r" * 600,
+    )
+    assert long.data_version == "d" * 600 and long.code_version == "v" * 600
+
+
+def test_names_over_the_bound_are_one_clear_error_on_both_databases(store: CorrmonStore) -> None:
+    with pytest.raises(StoreError, match=r"is \d+ characters long, over the store's 2000"):
+        store.write_signals([metric(0), _long_signal(store_schema.MAX_NAME_LENGTH)])
+    assert store.read_signals() == []  # the batch is one transaction: nothing half-stored
+
+
+def test_upgrading_a_version_1_store_widens_its_name_columns(database_url: str) -> None:
+    CorrmonStore(database_url).close()
+    engine = sa.create_engine(database_url)
+    if engine.dialect.name == "postgresql":  # back to version 1's bounded columns
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text("ALTER TABLE corrmon_signals ALTER COLUMN name TYPE VARCHAR(256)")
+            )
+    engine.dispose()
+    _set_stored_version(database_url, 1)
+    with CorrmonStore(database_url, check_schema=False) as store:
+        store.upgrade()
+    with CorrmonStore(database_url) as store:
+        assert store.write_signals([_long_signal(600)]) == 1

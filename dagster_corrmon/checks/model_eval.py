@@ -464,7 +464,9 @@ def judge_performance(
         )
     lines = [f"{f['metric']}: {f['problem']}" for f in failures]
     metadata[md.FAILURES] = failures
-    metadata[md.SUMMARY] = dg.MetadataValue.md("\n".join(f"- {line}" for line in lines))
+    metadata[md.SUMMARY] = dg.MetadataValue.md(
+        "\n".join(f"- {md.escape_markdown(line)}" for line in lines)
+    )
     return CheckOutcome(
         passed=False,
         severity=worst(severities),

@@ -1035,7 +1035,10 @@ def _outcome(
         for f in failures
     ]
     metadata[md.FAILURES] = list(failures)
-    metadata[md.SUMMARY] = dg.MetadataValue.md("\n".join(f"- {line}" for line in lines))
+    # Column names and problems quote the data: escaped, so a "|" or "[x](url)" stays text.
+    metadata[md.SUMMARY] = dg.MetadataValue.md(
+        "\n".join(f"- {md.escape_markdown(line)}" for line in lines)
+    )
     return CheckOutcome(
         passed=False,
         severity=worst(severities),

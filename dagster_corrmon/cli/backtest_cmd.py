@@ -43,7 +43,7 @@ def backtest_command(
 
     rules = load_rules(rules_path) if rules_path is not None else None
     url = database_url or _store_url(dagster_home)
-    with CorrmonStore(url) as store:
+    with CorrmonStore(url, must_exist=True) as store:
         result = backtest_store(store, rules=rules, seed=seed)
     click.echo(result.to_json() if output_format == "json" else format_table(result))
 

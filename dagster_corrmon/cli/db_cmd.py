@@ -36,7 +36,12 @@ def parse_duration(text: str) -> timedelta:
             f"invalid duration {text!r}: expected a positive whole number followed by "
             "h, d or w (e.g. 12h, 180d, 26w)"
         )
-    return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    try:
+        return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    except OverflowError:
+        raise ConfigError(
+            f"invalid duration {text!r}: longer than {timedelta.max.days} days"
+        ) from None
 
 
 class _DurationType(click.ParamType):
@@ -92,7 +97,7 @@ def upgrade_command(database_url: str | None) -> None:
 @database_url_option
 def prune_command(older_than: timedelta, database_url: str | None) -> None:
     """Delete old signals; keep every incident and every signal an incident cites."""
-    with CorrmonStore(database_url) as store:
+    with CorrmonStore(database_url, must_exist=True) as store:
         result = store.prune(older_than=older_than, now=datetime.now(UTC))
         click.echo(
             f"deleted {result.signals_deleted} signal(s) with event time before "
@@ -105,13 +110,19 @@ def prune_command(older_than: timedelta, database_url: str | None) -> None:
 @database_url_option
 def info_command(database_url: str | None) -> None:
     """Show the store's URL (password hidden), schema version and row counts."""
-    with CorrmonStore(database_url, check_schema=False) as store:
+    with CorrmonStore(database_url, check_schema=False, must_exist=True) as store:
         info = store.info()
     click.echo(f"database:       {info.database_url}")
     if info.schema_version is None:
         click.echo(
             "schema version: none (no corrmon tables yet; `corrmon db upgrade` creates them, "
             "and so does first use)"
+        )
+    elif info.schema_version > info.expected_schema_version:
+        # `db upgrade` never downgrades: only a newer dagster-corrmon can use this store.
+        click.echo(
+            f"schema version: {info.schema_version} (written by a newer dagster-corrmon; this "
+            f"one knows version {info.expected_schema_version}: upgrade dagster-corrmon)"
         )
     elif info.schema_version != info.expected_schema_version:
         click.echo(

@@ -69,7 +69,7 @@ def list_command(
     model_asset: str | None, status: str | None, output_format: str, database_url: str | None
 ) -> None:
     """List incidents, newest first."""
-    with CorrmonStore(database_url) as store:
+    with CorrmonStore(database_url, must_exist=True) as store:
         incidents = store.list_incidents(model_asset=model_asset, status=status)
     incidents.reverse()
     if output_format == "json":
@@ -176,7 +176,7 @@ def _describe(incident: Incident, history: Sequence[StatusChange]) -> str:
 @database_url_option
 def show_command(incident_id: str, output_format: str, database_url: str | None) -> None:
     """Show one incident: ranked causes with their evidence, affected runs, history."""
-    with CorrmonStore(database_url) as store:
+    with CorrmonStore(database_url, must_exist=True) as store:
         incident = store.get_incident(incident_id)
         if incident is None:
             raise ConfigError(f"no incident {incident_id!r} in {store.safe_database_url}")
@@ -204,7 +204,7 @@ def _status_command(name: str, target: IncidentStatus, help_text: str) -> click.
     )
     @database_url_option
     def command(incident_id: str, note: str, actor: str, database_url: str | None) -> None:
-        with CorrmonStore(database_url) as store:
+        with CorrmonStore(database_url, must_exist=True) as store:
             before = store.get_incident(incident_id)
             if before is None:
                 raise ConfigError(f"no incident {incident_id!r} in {store.safe_database_url}")
@@ -319,7 +319,7 @@ def explain_command(
     model_asset: str, partition: str | None, output_format: str, database_url: str | None
 ) -> None:
     """Why did MODEL_ASSET's performance shift? Ranked upstream causes with their evidence."""
-    with CorrmonStore(database_url) as store:
+    with CorrmonStore(database_url, must_exist=True) as store:
         incidents = store.list_incidents(model_asset=model_asset)
     if not incidents:
         raise ConfigError(

@@ -117,18 +117,39 @@ def cli() -> None:
     """dagster-corrmon: which upstream change made the model worse, and which runs it hit."""
 
 
+def error_line(error: BaseException | str, argv: list[str] | None = None) -> str:
+    """``error`` as one terminal-safe line: line breaks as spaces, control characters (ANSI
+    escape sequences from a column name, say) as ``\\xNN``, and no secret of a database URL
+    given on the command line or in ``$CORRMON_DATABASE_URL``."""
+    import itertools
+    import os
+
+    from dagster_corrmon.core.markdown import one_line
+    from dagster_corrmon.store.redact import redact_secrets
+
+    text = one_line(str(error))
+    args = list(sys.argv[1:] if argv is None else argv)
+    urls = [os.environ.get("CORRMON_DATABASE_URL")]
+    urls += [value for flag, value in itertools.pairwise(args) if flag == "--database-url"]
+    urls += [arg.split("=", 1)[1] for arg in args if arg.startswith("--database-url=")]
+    for url in urls:
+        text = redact_secrets(text, url)
+    return text
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``corrmon`` script."""
     try:
         status = cli.main(args=argv, prog_name="corrmon", standalone_mode=False)
     except CorrmonError as error:
-        click.echo(f"corrmon: error: {error}", err=True)
+        click.echo(f"corrmon: error: {error_line(error, argv)}", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         click.echo("corrmon: aborted", err=True)
         sys.exit(130)
     except click.ClickException as error:
-        error.show()
+        # Usage errors too are one line (click's own form takes three, the usage first).
+        click.echo(f"corrmon: error: {error_line(error.format_message(), argv)}", err=True)
         sys.exit(error.exit_code)
     except click.exceptions.Exit as error:
         sys.exit(error.exit_code)

@@ -16,12 +16,60 @@ def _echo(message: str) -> None:
     click.echo(message, err=True)
 
 
+# What every simulation report holds (scenarios/simulate.py build_report), and so what score reads.
+_REPORT_KEYS = ("version", "scenario", "partitions", "injected", "expect", "incidents")
+
+
+def _read_json(file: Path, what: str = "corrmon report") -> dict[str, Any]:
+    """A JSON object from ``file``, or an InputDataError naming the file and what is wrong."""
+    try:
+        document = json.loads(file.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise InputDataError(f"cannot read {what} {file}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise InputDataError(f"{file} is not a {what} (not UTF-8 text)") from None
+    except json.JSONDecodeError as error:
+        raise InputDataError(f"{file} is not a {what} (invalid JSON: {error})") from None
+    if not isinstance(document, dict):
+        raise InputDataError(
+            f"{file} is not a {what} (a JSON {type(document).__name__}, not an object)"
+        )
+    return document
+
+
+def _read_report(file: Path) -> dict[str, Any]:
+    """A simulation report, or an InputDataError naming the file and what is wrong with it."""
+    report = _read_json(file)
+    missing = [key for key in _REPORT_KEYS if key not in report]
+    if missing:
+        raise InputDataError(f"{file} is not a corrmon report (no {', '.join(missing)})")
+    return report
+
+
 @click.command("simulate")
 @click.argument("scenario", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), required=True)
-@click.option("--max-partitions", type=int, default=None, help="Stop after this many partitions.")
-def simulate_command(scenario: Path, out_dir: Path, max_partitions: int | None) -> None:
-    """Run SCENARIO's pipeline partition by partition in a real Dagster instance under OUT."""
+@click.option(
+    "--max-partitions",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Stop after this many partitions.",
+)
+@click.option(
+    "--overwrite", is_flag=True, help="OUT holds an earlier simulation: delete it, start afresh."
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="OUT holds an interrupted simulation of this scenario: continue where it stopped.",
+)
+def simulate_command(
+    scenario: Path, out_dir: Path, max_partitions: int | None, overwrite: bool, resume: bool
+) -> None:
+    """Run SCENARIO's pipeline partition by partition in a real Dagster instance under OUT.
+
+    A non-empty OUT is refused unless --overwrite or --resume says what to do with it.
+    """
     from dagster_corrmon.scenarios.simulate import simulate
     from dagster_corrmon.scenarios.spec import load_scenario
 
@@ -30,8 +78,13 @@ def simulate_command(scenario: Path, out_dir: Path, max_partitions: int | None) 
         if not candidate.exists():
             raise ConfigError(f"scenario {scenario} does not exist (nor as a built-in scenario)")
         scenario = candidate
+    if overwrite and resume:
+        raise ConfigError("--overwrite and --resume exclude each other")
     spec = load_scenario(scenario)
-    simulate(spec, out_dir=out_dir, progress=_echo, max_partitions=max_partitions)
+    existing = "overwrite" if overwrite else "resume" if resume else "refuse"
+    simulate(
+        spec, out_dir=out_dir, progress=_echo, max_partitions=max_partitions, existing=existing
+    )
     click.echo(f"report: {out_dir / 'report.json'}")
     _ui_hint(scenario.resolve(), (out_dir / "dagster_home").resolve())
 
@@ -93,10 +146,12 @@ def score_command(
         summarize,
     )
 
-    labels = _read_json(labels_file).get("scenarios", {}) if labels_file else {}
+    labels = (
+        _read_json(labels_file, "scenario manifest").get("scenarios", {}) if labels_file else {}
+    )
     scores = []
     for file in _report_files(reports):
-        report = _read_json(file)
+        report = _read_report(file)
         if not report.get("labels") and report.get("scenario") in labels:
             report["labels"] = labels[report["scenario"]]
         history, note = load_baseline_history(file.parent, report)
@@ -132,18 +187,6 @@ def _report_files(paths: tuple[Path, ...]) -> list[Path]:
                 raise InputDataError(f"no report.json in {path} nor in its subfolders")
             files.extend(found)
     return files
-
-
-def _read_json(file: Path) -> dict[str, Any]:
-    try:
-        document = json.loads(file.read_text())
-    except OSError as error:
-        raise InputDataError(f"cannot read {file}: {error.strerror}") from None
-    except json.JSONDecodeError as error:
-        raise InputDataError(f"{file} is not a corrmon report (invalid JSON: {error})") from None
-    if not isinstance(document, dict):
-        raise InputDataError(f"{file} is not a corrmon report (not a JSON object)")
-    return document
 
 
 @click.command("generate")
@@ -248,7 +291,10 @@ def demo_command(out_dir: Path, quick: bool) -> None:
     simulation = out_dir / "flights_year"
     click.echo("")
     click.echo(f"Simulating {scenario.name} (a few minutes; progress on stderr) ...")
-    report = simulate(load_scenario(scenario), out_dir=simulation, progress=_echo)
+    # The demo always starts afresh (refused if its folder holds anything but a simulation).
+    report = simulate(
+        load_scenario(scenario), out_dir=simulation, progress=_echo, existing="overwrite"
+    )
     history, _ = load_baseline_history(simulation, report)
     click.echo("")
     click.echo(format_summary(summarize([score_report(report, history=history)])))

@@ -118,6 +118,7 @@ from dagster_corrmon.core.changepoint import (
     latest_onset,
 )
 from dagster_corrmon.core.incident import Cause, IncidentClass
+from dagster_corrmon.core.markdown import escape_markdown, markdown_code
 from dagster_corrmon.core.signal import SignalKind
 from dagster_corrmon.errors import ConfigError, InputDataError, InsufficientDataError
 
@@ -1965,9 +1966,10 @@ def _number(value: float) -> str:
 
 
 def _cause_sentence(cause: Cause, metric: str) -> str:
-    target = f"`{cause.asset_key}.{cause.column}`" if cause.column else f"`{cause.asset_key}`"
-    name = cause.evidence.get("name") or cause.kind
-    where = f" at {cause.partition}" if cause.partition else ""
+    # Asset, column and check names come from users' data: code spans keep them literal.
+    target = markdown_code(f"{cause.asset_key}.{cause.column}" if cause.column else cause.asset_key)
+    name = markdown_code(cause.evidence.get("name") or cause.kind)
+    where = f" at {escape_markdown(cause.partition)}" if cause.partition else ""
     if cause.partition is None and cause.shift_size is not None:
         what = f"{target} ({name}): no anomaly found (median shift {cause.shift_size:+.1f} IQR)"
     elif cause.shift_size is not None and abs(cause.shift_size) < 1000:

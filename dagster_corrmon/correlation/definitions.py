@@ -11,14 +11,24 @@ from dagster_corrmon.alerts import Alerting, AlertRoute, directory_for, dispatch
 from dagster_corrmon.core.incident import Incident, IncidentClass, IncidentStatus
 from dagster_corrmon.core.lineage import ancestors_with_distance
 from dagster_corrmon.core.signal import SignalKind, ensure_utc
-from dagster_corrmon.correlation.engine import (
+from dagster_corrmon.correlation.annotation import (
     INCIDENT_CHECK_NAME,
+    RETRAIN_DECISION,
+    EffectHook,
+    apply_incident_effects,
+    finish_pass,
+    notify,
+    pass_subject,
+    reconcile_incident_effects,
+    start_pass,
+    tag_value,
+)
+from dagster_corrmon.correlation.engine import (
     at_risk_resolution,
     correlate,
     flag_at_risk,
     lineage_for,
     lineage_from_provenance,
-    tag_value,
     upstream_fault_signals,
     upstream_map,
     utcnow,
@@ -88,9 +98,14 @@ def build_correlation_job(
     name: str = CORRELATION_JOB_NAME,
     resource_key: str = DEFAULT_RESOURCE_KEY,
     alerts: Alerting | Sequence[AlertRoute] = (),
+    on_effect: EffectHook | None = None,
 ) -> dg.JobDefinition:
     """The correlation job: one op that explains one model's shift (the model is run config).
 
+    A pass first finishes what an earlier pass of the model left undone
+    (:func:`~dagster_corrmon.correlation.annotation.reconcile_incident_effects`), and marks
+    itself started and finished in the store, so the sensor can tell a pass that died.
+    ``on_effect`` observes each effect step (``(effect, subject)``), e.g. for an audit log.
     With ``alerts``, the pass ends by alerting the routes on the model's incidents.
     """
     by_name = {model.name: model for model in models}
@@ -114,6 +129,10 @@ def build_correlation_job(
             )
         model = by_name[model_name]
         store = getattr(context.resources, resource_key).get_store()
+        start_pass(store, model, context.run_id)
+        repaired = reconcile_incident_effects(context.instance, store, model, on_effect=on_effect)
+        if repaired:
+            context.log.info(f"finished the annotation an earlier pass left: {list(repaired)}")
         lineage = lineage_for(context, [model.evaluation, model.model])
         now = utcnow()
         outcome = correlate(
@@ -123,6 +142,7 @@ def build_correlation_job(
             lineage=lineage,
             now=now,
             log=context.log,
+            on_effect=on_effect,
         )
         for note in outcome.notes[:20]:
             context.log.info(note)
@@ -136,8 +156,11 @@ def build_correlation_job(
             for active in store.list_incidents(model_asset=model.name):
                 note = _resolution(active, model_metric=model.metric, labelled_until=anchor)
                 if note is not None:
-                    store.set_incident_status(
+                    resolved = store.set_incident_status(
                         active.id, IncidentStatus.RESOLVED, note=note, actor="corrmon"
+                    )
+                    apply_incident_effects(
+                        context.instance, store, model, resolved, on_effect=on_effect
                     )
                     context.log.info(f"{active.id} resolved: {note}")
         if result is not None:
@@ -146,8 +169,11 @@ def build_correlation_job(
                     store, active, labelled_until=anchor, performance=incident
                 )
                 if note is not None:
-                    store.set_incident_status(
+                    resolved = store.set_incident_status(
                         active.id, IncidentStatus.RESOLVED, note=note, actor="corrmon"
+                    )
+                    apply_incident_effects(
+                        context.instance, store, model, resolved, on_effect=on_effect
                     )
                     context.log.info(f"{active.id} resolved: {note}")
         if incident is None or not incident.consequential:
@@ -162,6 +188,7 @@ def build_correlation_job(
                     lineage=lineage,
                     faults=faults,
                     now=now,
+                    on_effect=on_effect,
                 )
                 if risk is not None:
                     context.log.info(
@@ -180,6 +207,8 @@ def build_correlation_job(
             event_time=metric_points[-1].event_time if metric_points else now,
             partition=metric_points[-1].partition if metric_points else None,
         )
+        notify(on_effect, RETRAIN_DECISION, pass_subject(model))
+        finish_pass(store, model, context.run_id)
         context.log.info(f"retrain {model.name}: {decision.decision}: {decision.reason}")
         if alerts:  # after every effect of the pass; a failed delivery is retried next pass
             directory = directory_for(context)

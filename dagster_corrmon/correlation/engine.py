@@ -5,7 +5,6 @@ is derived from the model, the metric and the shift's onset, tags overwrite, sig
 so a retried or repeated run never duplicates an incident and never loses a signal.
 """
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -14,7 +13,6 @@ from typing import Any
 import dagster as dg
 
 from dagster_corrmon import instance_api
-from dagster_corrmon.alerts.runbooks import Runbooks
 from dagster_corrmon.core.attribution import (
     AttributionResult,
     MetricSeries,
@@ -35,7 +33,25 @@ from dagster_corrmon.core.lineage import (
     descendants_with_distance,
     runs_consuming,
 )
+from dagster_corrmon.core.markdown import escape_markdown, markdown_code
 from dagster_corrmon.core.signal import Severity, Signal, SignalKind
+from dagster_corrmon.correlation.annotation import (  # noqa: F401 - tags and ids re-exported
+    AT_RISK_TAG,
+    CAUSE_TAG,
+    INCIDENT_CHECK_NAME,
+    INCIDENT_TAG,
+    INCIDENT_WRITTEN,
+    EffectHook,
+    annotate_runs,
+    apply_incident_effects,
+    cause_label,
+    incident_headline,
+    notify,
+    report_incident_check,
+    short_id,
+    suspected_cause,
+    tag_value,
+)
 from dagster_corrmon.correlation.gather import (
     EVENT_KINDS,
     SERIES_KINDS,
@@ -48,10 +64,6 @@ from dagster_corrmon.correlation.model import MonitoredModel
 from dagster_corrmon.errors import InsufficientDataError
 from dagster_corrmon.store import ACTIVE_STATUSES, CorrmonStore
 
-INCIDENT_TAG = "corrmon/incident"
-CAUSE_TAG = "corrmon/suspected_cause"
-AT_RISK_TAG = "corrmon/at_risk"
-INCIDENT_CHECK_NAME = "corrmon_incident"
 DEFECT_KINDS = frozenset(
     {
         SignalKind.DATA_QUALITY,
@@ -125,18 +137,6 @@ def lineage_for(
     return lineage_from_provenance(context.instance, roots)
 
 
-def short_id(*parts: str) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:12]
-
-
-def tag_value(text: str) -> str:
-    """A run-tag value within Dagster's conventions: ``[A-Za-z0-9_.-]``, at most 63 characters."""
-    cleaned = "".join(ch if ch.isalnum() or ch in "_.-" else "_" for ch in text)
-    if len(cleaned) <= 63:
-        return cleaned
-    return f"{cleaned[:50]}.{short_id(text)}"
-
-
 def correlate(
     *,
     instance: dg.DagsterInstance,
@@ -146,8 +146,13 @@ def correlate(
     now: datetime,
     seed: int = 0,
     log: dg.DagsterLogManager | None = None,
+    on_effect: EffectHook | None = None,
 ) -> CorrelationOutcome:
-    """Explain the model's latest performance shift, record the incident and annotate runs."""
+    """Explain the model's latest performance shift, record the incident and annotate runs.
+
+    Annotation goes through :func:`~dagster_corrmon.correlation.annotation.apply_incident_effects`
+    (each effect once per incident state); ``on_effect`` observes each step.
+    """
     evaluation = model.evaluation.to_user_string()
     distances = ancestors_with_distance(lineage, evaluation)
     metric_signals = store.read_signals(asset_key=evaluation, name=model.metric)
@@ -211,7 +216,7 @@ def correlate(
     incident = replace(incident, affected_runs=tuple(affected))
     store.upsert_incident(incident)
     stored = store.get_incident(incident.id) or incident
-    tagged = annotate_runs(instance, stored)
+    notify(on_effect, INCIDENT_WRITTEN, stored.id)
     shift = result.shift
     # Recovered partitions in a row since the episode was last degraded (not last alarmed: a
     # persistent change can stay degraded below the alarm threshold for weeks).
@@ -226,7 +231,7 @@ def correlate(
             note=f"the metric is back at its baseline since {shift.end_partition}",
             actor="corrmon",
         )
-    report_incident_check(instance, model, stored)
+    tagged = apply_incident_effects(instance, store, model, stored, on_effect=on_effect)
     return CorrelationOutcome(
         model=model.name, result=result, incident=stored, tagged_runs=tagged, notes=result.notes
     )
@@ -542,91 +547,6 @@ def _pointers(records: Sequence[instance_api.MaterializationRecord]) -> list[tup
     ]
 
 
-def suspected_cause(incident: Incident) -> Cause | None:
-    """The cause an incident blames: its top cause if that one explains the loss, else none.
-
-    Every candidate is ranked, but ranking is not blame: a concept drift, or a loss no candidate
-    explains, names no feature (its top candidate may be a feature of negligible importance
-    that merely scored highest). Causes without an ``explains`` verdict (an at-risk incident's
-    failing check) are what the incident is about.
-    """
-    cause = incident.top_cause
-    if cause is None or not cause.evidence.get("explains", True):
-        return None
-    return cause
-
-
-def incident_headline(incident: Incident) -> str:
-    """One line naming the incident and what happened, shown inline by the UI as the check's
-    description (Dagster keeps markdown metadata behind "Show Markdown")."""
-    first = next((line for line in incident.summary.splitlines() if line.strip()), "")
-    what = first.replace("**", "").strip() or f"top cause {_cause_label(suspected_cause(incident))}"
-    return f"{incident.id} · {incident.classification.value.replace('_', ' ')}: {what}"
-
-
-def _cause_label(cause: Cause | None) -> str:
-    if cause is None:
-        return "none"
-    return f"{cause.asset_key}.{cause.column}" if cause.column else cause.asset_key
-
-
-def annotate_runs(instance: dg.DagsterInstance, incident: Incident) -> tuple[str, ...]:
-    """Tag exactly the incident's affected runs (tags overwrite: re-runs are idempotent)."""
-    cause = suspected_cause(incident)
-    tagged: list[str] = []
-    for run in incident.affected_runs:
-        if instance.get_run_by_id(run.run_id) is None:
-            continue
-        instance_api.add_run_tags(
-            instance,
-            run.run_id,
-            {
-                INCIDENT_TAG: tag_value(incident.id),
-                CAUSE_TAG: tag_value(_cause_label(cause)),
-                AT_RISK_TAG: "true" if run.at_risk else "false",
-                "corrmon/classification": incident.classification.value,
-            },
-        )
-        tagged.append(run.run_id)
-    return tuple(tagged)
-
-
-def report_incident_check(
-    instance: dg.DagsterInstance, model: MonitoredModel, incident: Incident
-) -> None:
-    """Show the incident on the model asset: a ``corrmon_incident`` check result + observation."""
-    severity = dg.AssetCheckSeverity.ERROR if incident.consequential else dg.AssetCheckSeverity.WARN
-    cause = suspected_cause(incident)
-    metadata: dict[str, dg.RawMetadataValue] = {
-        "corrmon/incident": incident.id,
-        "corrmon/classification": incident.classification.value,
-        "corrmon/consequential": bool(incident.consequential),
-        "corrmon/suspected_cause": _cause_label(cause),
-        "corrmon/onset_partition": incident.onset_partition or "",
-        "corrmon/affected_runs": len(incident.affected_runs),
-        "corrmon/explanation": dg.MetadataValue.md(incident.summary or "(no explanation)"),
-        "corrmon/runbook": dg.MetadataValue.url(Runbooks().for_incident(incident).link),
-    }
-    if cause is not None:
-        metadata["corrmon/cause_score"] = float(cause.score)
-        if cause.repair_recovery is not None:
-            metadata["corrmon/repair_recovery"] = float(cause.repair_recovery)
-    passed = incident.status not in ACTIVE_STATUSES
-    instance.report_runless_asset_event(
-        dg.AssetCheckEvaluation(
-            asset_key=model.model,
-            check_name=INCIDENT_CHECK_NAME,
-            passed=passed,
-            severity=severity,
-            metadata=metadata,
-            description=incident_headline(incident),
-        )
-    )
-    instance.report_runless_asset_event(
-        dg.AssetObservation(asset_key=model.model, metadata=metadata)
-    )
-
-
 def upstream_fault_signals(
     store: CorrmonStore, distances: Mapping[str, int], *, since: datetime
 ) -> list[Signal]:
@@ -746,6 +666,7 @@ def flag_at_risk(
     lineage: Mapping[str, Sequence[str]],
     faults: Sequence[Signal],
     now: datetime,
+    on_effect: EffectHook | None = None,
 ) -> Incident | None:
     """Proactive: runs that consumed a faulty upstream version are *at risk* before labels arrive.
 
@@ -826,8 +747,9 @@ def flag_at_risk(
         window_start=first.event_time,
         window_end=max(s.event_time for s in versioned),
         summary=(
-            f"**At risk**: `{_cause_label(cause)}` failed `{first.name}` from partition "
-            f"{first.partition}; {len(runs)} downstream run(s) consumed the faulty data. "
+            f"**At risk**: {markdown_code(cause_label(cause))} failed "
+            f"{markdown_code(first.name)} from partition {escape_markdown(first.partition)}; "
+            f"{len(runs)} downstream run(s) consumed the faulty data. "
             "Labels have not confirmed a performance loss yet."
         ),
         causes=(cause,),
@@ -856,8 +778,9 @@ def flag_at_risk(
     if classification in DATA_FAULT_CLASSES:
         store.upsert_incident(incident)
         stored = store.get_incident(incident.id) or incident
-        annotate_runs(instance, stored)
-        report_incident_check(instance, model, stored)  # WARN on the model's Checks tab
+        notify(on_effect, INCIDENT_WRITTEN, stored.id)
+        # tags, and a WARN on the model's Checks tab
+        apply_incident_effects(instance, store, model, stored, on_effect=on_effect)
     return incident
 
 

@@ -12,12 +12,17 @@ only what is new since the cursor — cost grows with new events, not with histo
   and partition, and a trigger.
 
 Triggers are coalesced into one ``RunRequest`` per model and tick, whose ``run_key`` is derived
-from the triggers, so a re-evaluated tick requests nothing twice. A cursor that cannot be read is
-logged and replaced by a fresh one (history is then re-read once; signal writes are idempotent).
+from the triggers, so a re-evaluated tick requests nothing twice. The cursor is parsed into a
+typed, frozen :class:`SensorCursor`: an unreadable one is replaced whole, a wrong-typed entry is
+dropped (what it tracked is re-read once; signal writes are idempotent), and either is logged.
+A tick has a time budget, and finishes any correlation pass that died (see ``annotation.py``).
 """
 
 import json
-from collections.abc import Sequence
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,12 +31,14 @@ import dagster as dg
 from dagster_corrmon import instance_api
 from dagster_corrmon.core.lineage import ancestors_with_distance
 from dagster_corrmon.core.signal import Severity, Signal, SignalKind
-from dagster_corrmon.correlation.engine import (
+from dagster_corrmon.correlation.annotation import (
     INCIDENT_CHECK_NAME,
+    reconcile_incident_effects,
     short_id,
     tag_value,
-    upstream_map,
+    unfinished_pass,
 )
+from dagster_corrmon.correlation.engine import upstream_map
 from dagster_corrmon.correlation.model import MonitoredModel
 from dagster_corrmon.resource import DEFAULT_RESOURCE_KEY, CorrmonResource, partition_start
 
@@ -39,25 +46,135 @@ CURSOR_VERSION = 1
 CORRELATE_OP_NAME = "corrmon_correlate"
 
 
-def _empty_cursor() -> dict[str, Any]:
-    return {"v": CURSOR_VERSION, "mat": {}, "code": {}, "checks": {}, "failures_ts": None}
+DEFAULT_TICK_BUDGET_SECONDS = 40.0  # Dagster gives a sensor tick 60 s by default
 
 
-def load_cursor(raw: str | None, log: Any | None = None) -> dict[str, Any]:
-    """Parse the sensor cursor; a corrupt one is logged and replaced by a fresh cursor."""
+@dataclass(frozen=True, kw_only=True)
+class SensorCursor:
+    """The correlation sensor's cursor, parsed and validated.
+
+    ``materializations``: per watched asset, the storage id of the last materialization read;
+    ``code_versions``: per asset, the last code version seen; ``checks``: per check key, the id of
+    the last execution read; ``failures_ts``: the timestamp of the last run failure read.
+    """
+
+    materializations: Mapping[str, int] = field(default_factory=dict)
+    code_versions: Mapping[str, str] = field(default_factory=dict)
+    checks: Mapping[str, int] = field(default_factory=dict)
+    failures_ts: float | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "v": CURSOR_VERSION,
+                "mat": dict(self.materializations),
+                "code": dict(self.code_versions),
+                "checks": dict(self.checks),
+                "failures_ts": self.failures_ts,
+            },
+            sort_keys=True,
+        )
+
+    def working_copy(self) -> dict[str, Any]:
+        """A mutable copy the tick advances as it reads (see :func:`_from_working_copy`)."""
+        return {
+            "mat": dict(self.materializations),
+            "code": dict(self.code_versions),
+            "checks": dict(self.checks),
+            "failures_ts": self.failures_ts,
+        }
+
+
+def _from_working_copy(work: Mapping[str, Any]) -> SensorCursor:
+    return SensorCursor(
+        materializations=dict(work["mat"]),
+        code_versions=dict(work["code"]),
+        checks=dict(work["checks"]),
+        failures_ts=work["failures_ts"],
+    )
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_timestamp(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
+
+
+def _entries(
+    raw: object, field_name: str, valid: Callable[[object], bool], problems: list[str]
+) -> tuple[dict[str, Any], set[str]]:
+    """The valid ``{str: value}`` entries of one cursor field, and the keys of invalid ones
+    (each also described in ``problems``)."""
+    if not isinstance(raw, dict):
+        problems.append(f"field {field_name!r} is {type(raw).__name__}, not an object")
+        return {}, set()
+    kept: dict[str, Any] = {}
+    bad: set[str] = set()
+    for key, value in raw.items():
+        if isinstance(key, str) and valid(value):
+            kept[key] = value
+        else:
+            problems.append(f"{field_name}[{str(key)[:60]!r}] = {str(value)[:40]!r}")
+            bad.add(str(key))
+    return kept, bad
+
+
+def parse_cursor(raw: str | None) -> tuple[SensorCursor, tuple[str, ...]]:
+    """The cursor in ``raw`` and what was wrong with it (empty when it was sound).
+
+    Invalid entries are dropped, so what they tracked is read again from the start (signal
+    writes are idempotent): an asset's materialization id and code version go together, a check
+    key's execution id alone, an invalid failure timestamp re-reads run failures. An unreadable
+    or foreign cursor is replaced whole.
+    """
     if not raw:
-        return _empty_cursor()
+        return SensorCursor(), ()
     try:
-        cursor = json.loads(raw)
-        if not isinstance(cursor, dict) or cursor.get("v") != CURSOR_VERSION:
-            raise ValueError(f"unexpected cursor shape or version: {raw[:80]!r}")
-        for key in ("mat", "code", "checks"):
-            if not isinstance(cursor.get(key), dict):
-                raise ValueError(f"cursor field {key!r} is not an object")
+        loaded = json.loads(raw)
     except ValueError as error:
-        if log is not None:
-            log.warning(f"corrmon: unreadable sensor cursor ({error}); starting afresh")
-        return _empty_cursor()
+        return SensorCursor(), (f"not JSON ({error})",)
+    if not isinstance(loaded, dict) or loaded.get("v") != CURSOR_VERSION:
+        return SensorCursor(), (f"unexpected cursor shape or version: {raw[:80]!r}",)
+    problems: list[str] = []
+    materializations, bad_mat = _entries(loaded.get("mat"), "mat", _is_id, problems)
+    code_versions, bad_code = _entries(
+        loaded.get("code"), "code", lambda value: isinstance(value, str), problems
+    )
+    checks, _ = _entries(loaded.get("checks"), "checks", _is_id, problems)
+    # An asset's id and code version describe one reading position: drop both together.
+    for asset in bad_mat | bad_code:
+        materializations.pop(asset, None)
+        code_versions.pop(asset, None)
+    if not (isinstance(loaded.get("mat"), dict) and isinstance(loaded.get("code"), dict)):
+        materializations, code_versions = {}, {}
+    failures_ts = loaded.get("failures_ts")
+    if failures_ts is not None and not _is_timestamp(failures_ts):
+        problems.append(f"failures_ts = {str(failures_ts)[:40]!r}")
+        failures_ts = None
+    cursor = SensorCursor(
+        materializations=materializations,
+        code_versions=code_versions,
+        checks=checks,
+        failures_ts=None if failures_ts is None else float(failures_ts),
+    )
+    return cursor, tuple(problems)
+
+
+def load_cursor(raw: str | None, log: Any | None = None) -> SensorCursor:
+    """Parse the sensor cursor; what is invalid in it is logged and read again from scratch."""
+    cursor, problems = parse_cursor(raw)
+    if problems and log is not None:
+        shown = "; ".join(problems[:5]) + (
+            f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+        )
+        log.warning(f"corrmon: invalid sensor cursor ({shown}); rebuilding what it tracked")
     return cursor
 
 
@@ -69,8 +186,17 @@ def build_correlation_sensor(
     minimum_interval_seconds: int = 30,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
     resource_key: str = DEFAULT_RESOURCE_KEY,
+    tick_budget_seconds: float = DEFAULT_TICK_BUDGET_SECONDS,
 ) -> dg.SensorDefinition:
-    """The sensor that launches the correlation job for each model whose lineage changed."""
+    """The sensor that launches the correlation job for each model whose lineage changed.
+
+    A tick stops reading further assets and check keys once ``tick_budget_seconds`` have passed
+    and it has moved the cursor (so every tick makes progress and a backlog drains): what it did
+    not reach keeps its cursor position and is read on the next tick. Each tick also finishes,
+    for each model, a correlation pass whose run ended before the pass did: its incident effects
+    are applied at once and a new pass is requested
+    (:func:`~dagster_corrmon.correlation.annotation.unfinished_pass`).
+    """
 
     @dg.sensor(
         name=name,
@@ -82,7 +208,15 @@ def build_correlation_sensor(
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         corrmon: CorrmonResource = getattr(context.resources, resource_key)
-        cursor = load_cursor(context.cursor, context.log)
+        deadline = time.monotonic() + tick_budget_seconds
+        cursor = load_cursor(context.cursor, context.log).working_copy()
+        at_start = json.dumps(cursor, sort_keys=True)
+
+        def in_budget() -> bool:
+            # Past the deadline, stop once the tick has moved the cursor at all: every tick
+            # makes progress, so a backlog drains however slow one read is.
+            return time.monotonic() < deadline or json.dumps(cursor, sort_keys=True) == at_start
+
         repository = context.repository_def
         assert repository is not None
         asset_graph = repository.asset_graph
@@ -97,6 +231,8 @@ def build_correlation_sensor(
 
         now = datetime.now(UTC)
         for asset in sorted(watched_by):
+            if not in_budget():
+                break
             key = dg.AssetKey.from_user_string(asset)
             partitions_def = asset_graph.get(key).partitions_def if asset_graph.has(key) else None
             for found in _version_changes(context.instance, cursor, key, partitions_def, now):
@@ -111,17 +247,35 @@ def build_correlation_sensor(
             and check_key.name != INCIDENT_CHECK_NAME
         ]
         for check_key in sorted(check_keys, key=lambda k: k.to_user_string()):
+            if not in_budget():
+                break
             for failed in _new_failed_checks(context.instance, cursor, check_key):
                 for model_name in watched_by[check_key.asset_key.to_user_string()]:
                     triggers[model_name].append(f"check:{check_key.to_user_string()}:{failed}")
 
-        for found in _run_failures(context.instance, cursor, watched_by, asset_graph, now):
+        failures = (
+            _run_failures(context.instance, cursor, watched_by, asset_graph, now)
+            if in_budget()
+            else []
+        )
+        for found in failures:
             signals.append(found)
             for model_name in watched_by[found.asset_key]:
                 triggers[model_name].append(f"run_failure:{found.idempotency_key}")
 
         if signals:
             corrmon.write_signals(signals)
+        store = corrmon.get_store()
+        for model in models:
+            dead = unfinished_pass(context.instance, store, model)
+            if dead is None:
+                continue
+            repaired = reconcile_incident_effects(context.instance, store, model)
+            context.log.warning(
+                f"corrmon: the correlation pass of {model.name} in run {dead} did not finish; "
+                f"annotation completed for {list(repaired) or 'no incident'}, a new pass requested"
+            )
+            triggers[model.name].append(f"reconcile:{dead}")
         requests = []
         for model in models:
             fired = triggers[model.name]
@@ -146,7 +300,7 @@ def build_correlation_sensor(
             )
         return dg.SensorResult(
             run_requests=requests,
-            cursor=json.dumps(cursor, sort_keys=True),
+            cursor=_from_working_copy(cursor).to_json(),
             skip_reason=None if requests else "no new upstream change, failed check or failure",
         )
 

@@ -252,6 +252,10 @@ def load_rules(path: Path | str) -> BacktestRules:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"cannot read rules file {path}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"rules file {path} is not UTF-8 text (byte {error.start}): a YAML or JSON file?"
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:

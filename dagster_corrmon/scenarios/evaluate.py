@@ -106,7 +106,9 @@ def evaluate(
             progress(f"  {name}: fast path {report['elapsed_seconds']} s")
         for name in stratified_subset(manifest, full):
             scenario = load_scenario(folder / manifest["scenarios"][name]["file"])
-            full_report = simulate(scenario, out_dir=out_dir / "full" / name, progress=progress)
+            full_report = simulate(
+                scenario, out_dir=out_dir / "full" / name, progress=progress, existing="overwrite"
+            )
             fast_report = json.loads((out_dir / "runs" / name / "report.json").read_text())
             fast, slow = incident_signature(fast_report), incident_signature(full_report)
             agreement[name] = {"agree": fast == slow, "fast": fast, "full": slow}

@@ -10,8 +10,10 @@ flagged and which retraining decisions were taken; ``dagster dev`` on that home 
 
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import threading
@@ -19,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 import pandas as pd
@@ -35,6 +37,7 @@ from dagster_corrmon.correlation.definitions import (
 from dagster_corrmon.correlation.model import MonitoredModel
 from dagster_corrmon.correlation.retrain import RETRAIN_SIGNAL_NAME, RetrainPolicy
 from dagster_corrmon.correlation.sensor import build_correlation_sensor
+from dagster_corrmon.errors import ConfigError
 from dagster_corrmon.pipeline.builder import (
     FEATURE_SOURCES,
     SourceBatch,
@@ -51,6 +54,10 @@ from dagster_corrmon.scenarios.spec import ScenarioSpec
 from dagster_corrmon.store import CorrmonStore
 
 REPORT_VERSION = 1
+CHECKPOINT_FILE = "checkpoint.json"
+# What a simulation writes into its --out: all that --overwrite may delete.
+_SIMULATION_ENTRIES = frozenset({"dagster_home", "report.json", CHECKPOINT_FILE})
+ExistingOut = Literal["refuse", "overwrite", "resume"]
 # Keep Dagster's console log out of the simulator's progress output, its warnings and errors
 # included: a failed run is reported there in one line (:func:`failure_summary`), not with
 # Dagster's traceback — most failures in a scenario are injected on purpose. Every log line
@@ -103,6 +110,86 @@ class _State:
     correlation_runs: int = 0
 
 
+def _spec_fingerprint(spec: ScenarioSpec, max_partitions: int | None) -> str:
+    text = json.dumps([spec.model_dump(mode="json"), max_partitions], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def prepare_out_dir(
+    out_dir: Path, existing: ExistingOut, *, fingerprint: str
+) -> dict[str, Any] | None:
+    """Make ``out_dir`` ready; return the checkpoint to resume from (None: start afresh).
+
+    An empty or missing folder is simply used. A non-empty one is refused unless ``existing``
+    says what to do: ``overwrite`` deletes what an earlier simulation wrote there (and refuses a
+    folder holding anything else), ``resume`` continues from the last completed partition of the
+    same scenario (its checkpoint).
+    """
+    entries = sorted(out_dir.iterdir()) if out_dir.is_dir() else []
+    if not entries:
+        return None
+    if existing == "refuse":
+        raise ConfigError(
+            f"--out {out_dir} is not empty: pass --resume to continue the simulation there, "
+            "or --overwrite to start it afresh"
+        )
+    foreign = [entry.name for entry in entries if entry.name not in _SIMULATION_ENTRIES]
+    if existing == "overwrite":
+        if foreign:
+            raise ConfigError(
+                f"--overwrite: {out_dir} holds files no simulation wrote "
+                f"({', '.join(foreign[:3])}): refusing to delete it"
+            )
+        for entry in entries:
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        return None
+    checkpoint_path = out_dir / CHECKPOINT_FILE
+    if not checkpoint_path.is_file():
+        raise ConfigError(
+            f"--resume: {out_dir} has no {CHECKPOINT_FILE} (the simulation stopped before "
+            "training finished, or another one wrote there): use --overwrite"
+        )
+    try:
+        checkpoint = json.loads(checkpoint_path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ConfigError(f"--resume: {checkpoint_path} is unreadable ({error})") from error
+    if not isinstance(checkpoint, dict) or checkpoint.get("fingerprint") != fingerprint:
+        raise ConfigError(
+            f"--resume: {out_dir} holds a simulation of another scenario or --max-partitions: "
+            "use --overwrite"
+        )
+    return checkpoint
+
+
+def _write_checkpoint(out_dir: Path, checkpoint: dict[str, Any]) -> None:
+    """Atomically: a kill leaves the previous checkpoint or this one, never half of one."""
+    path = out_dir / CHECKPOINT_FILE
+    partial = path.with_suffix(".tmp")
+    partial.write_text(json.dumps(checkpoint, sort_keys=True))
+    os.replace(partial, path)
+
+
+def _roll_back_partial_attempt(
+    instance: dg.DagsterInstance, store: CorrmonStore, checkpoint: dict[str, Any]
+) -> list[str]:
+    """Delete the runs that started after the checkpoint, and the signals written since.
+
+    The partition they belonged to is simulated again from the start, so its evidence comes
+    from one attempt only; a run the kill left STARTED goes with them.
+    """
+    known_runs = set(checkpoint["runs"])
+    partial = [run_id for run_id in instance.get_run_ids() if run_id not in known_runs]
+    store.delete_attempt_signals(
+        run_ids=partial, observed_since=dt.datetime.fromisoformat(checkpoint["saved_at"])
+    )
+    for run_id in partial:
+        instance.delete_run(run_id)
+    return partial
+
+
 def default_metric(spec: ScenarioSpec) -> str:
     metrics = spec.metrics
     for preferred in ("roc_auc", "rmse", "mae"):
@@ -135,10 +222,20 @@ def simulate(
     out_dir: Path,
     progress: Callable[[str], None] = print,
     max_partitions: int | None = None,
+    existing: ExistingOut = "refuse",
 ) -> dict[str, Any]:
-    """Simulate ``spec``; write and return the report."""
+    """Simulate ``spec``; write and return the report.
+
+    ``existing`` says what to do with a non-empty ``out_dir`` (:func:`prepare_out_dir`). After
+    training and after each partition a checkpoint is written, so ``resume`` continues with the
+    first partition not completed, after deleting what a killed attempt left of it.
+    """
+    if max_partitions is not None and max_partitions < 0:
+        raise ConfigError(f"--max-partitions must be 0 or more, got {max_partitions}")
     started = time.perf_counter()
     out_dir = out_dir.resolve()
+    fingerprint = _spec_fingerprint(spec, max_partitions)
+    checkpoint = prepare_out_dir(out_dir, existing, fingerprint=fingerprint)
     home, database_url = simulation_home(out_dir)
     resource = CorrmonResource(database_url=database_url)
     keys = pipeline_keys(spec)
@@ -232,21 +329,69 @@ def simulate(
 
         name = spec.name
         progress(f"simulating {spec.name}: {len(scoring_keys)} partitions into {out_dir}")
-        if keys.static:
-            run(f"{name}_static", None)
-        for index, partition in enumerate(training_keys):
-            run(f"{name}_training_inputs", partition)
-            if index % 10 == 0:
-                progress(f"  training inputs {index + 1}/{len(training_keys)} ({partition})")
-        run(f"{name}_train", None)
-        progress(f"  trained the model on {training_keys[0]} .. {training_keys[-1]}")
-
         label_due: dict[int, list[str]] = {}
         labelled_keys: set[str] = set()
         unscored: set[str] = set()
         late_due: dict[int, list[tuple[str, str]]] = {}
         cursor: str | None = None
+
+        def save_checkpoint(next_index: int) -> None:
+            _write_checkpoint(
+                out_dir,
+                {
+                    "fingerprint": fingerprint,
+                    "next_index": next_index,
+                    "saved_at": dt.datetime.now(dt.UTC).isoformat(),
+                    "runs": sorted(instance.get_run_ids()),
+                    "cursor": cursor,
+                    "training": current_spec[0].training.model_dump(mode="json"),
+                    "label_due": {str(k): v for k, v in label_due.items()},
+                    "unscored": sorted(unscored),
+                    "labelled": sorted(labelled_keys),
+                    "late_due": {str(k): [list(p) for p in v] for k, v in late_due.items()},
+                    "late_delivered": sorted(list(p) for p in state.late_delivered),
+                    "failed_runs": state.failed_runs,
+                    "retrains": state.retrains,
+                    "correlation_runs": state.correlation_runs,
+                },
+            )
+
+        resume_from = 0
+        if checkpoint is not None:
+            dropped = _roll_back_partial_attempt(instance, store, checkpoint)
+            resume_from = int(checkpoint["next_index"])
+            cursor = checkpoint["cursor"]
+            current_spec[0] = spec.model_copy(
+                update={"training": type(spec.training).model_validate(checkpoint["training"])}
+            )
+            label_due.update({int(k): v for k, v in checkpoint["label_due"].items()})
+            unscored.update(checkpoint["unscored"])
+            labelled_keys.update(checkpoint.get("labelled", []))
+            late_due.update(
+                {int(k): [(i, p) for i, p in v] for k, v in checkpoint["late_due"].items()}
+            )
+            state.late_delivered = {(i, p) for i, p in checkpoint["late_delivered"]}
+            state.failed_runs = list(checkpoint["failed_runs"])
+            state.retrains = list(checkpoint["retrains"])
+            state.correlation_runs = int(checkpoint["correlation_runs"])
+            progress(
+                f"  resuming at partition {resume_from + 1}/{len(scoring_keys)}; removed the "
+                f"{len(dropped)} run(s) of the interrupted attempt"
+            )
+        else:
+            if keys.static:
+                run(f"{name}_static", None)
+            for index, partition in enumerate(training_keys):
+                run(f"{name}_training_inputs", partition)
+                if index % 10 == 0:
+                    progress(f"  training inputs {index + 1}/{len(training_keys)} ({partition})")
+            run(f"{name}_train", None)
+            progress(f"  trained the model on {training_keys[0]} .. {training_keys[-1]}")
+            save_checkpoint(0)
+
         for index, partition in enumerate(scoring_keys):
+            if index < resume_from:
+                continue
             day = _date(partition)
             tick_started = time.perf_counter()
             if not run(f"{name}_score", partition):
@@ -291,6 +436,7 @@ def simulate(
                     f"  [{index + 1}/{len(scoring_keys)}] {partition}: {elapsed:.1f} s, "
                     f"{len(incidents)} incident(s), {len(state.failed_runs)} failed run(s)"
                 )
+            save_checkpoint(index + 1)
         # labels still pending at the end of the window arrive now
         for pending in sorted(label_due):
             for labelled in label_due[pending]:

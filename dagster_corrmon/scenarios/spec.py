@@ -119,12 +119,18 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], str]:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"cannot read scenario spec {path}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"scenario spec {path} is not UTF-8 text (byte {error.start}): a YAML file?"
+        ) from None
     try:
         data = yaml.load(text, Loader=_SpecLoader)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark
         line = mark.line + 1 if mark is not None else None
         raise SpecError(str(path), [("", line, f"not valid YAML: {error.problem}")]) from None
+    except yaml.YAMLError as error:  # the reader's: control characters, a NUL
+        raise SpecError(str(path), [("", None, f"not valid YAML: {error}")]) from None
     if not isinstance(data, dict):
         raise SpecError(str(path), [("", 1, "a scenario must be a mapping of sections")])
     return data, text

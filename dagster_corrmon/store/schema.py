@@ -68,19 +68,19 @@ signals = sa.Table(
     sa.Column("id", _BigIntId, primary_key=True, autoincrement=True),
     sa.Column("idempotency_key", sa.String(64), nullable=False, unique=True),
     sa.Column("kind", sa.String(64), nullable=False),
-    sa.Column("asset_key", sa.String(512), nullable=False),
-    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("asset_key", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
     sa.Column("event_time", UTCDateTime, nullable=False),
     sa.Column("observed_at", UTCDateTime, nullable=False),
     sa.Column("value", sa.Float, nullable=True),
     sa.Column("passed", sa.Boolean, nullable=True),
     sa.Column("severity", sa.String(16), nullable=False),
-    sa.Column("partition_key", sa.String(512), nullable=True),
-    sa.Column("column_name", sa.String(512), nullable=True),
-    sa.Column("run_id", sa.String(128), nullable=True),
-    sa.Column("data_version", sa.String(256), nullable=True),
-    sa.Column("code_version", sa.String(256), nullable=True),
-    sa.Column("source", sa.String(128), nullable=False),
+    sa.Column("partition_key", sa.Text, nullable=True),
+    sa.Column("column_name", sa.Text, nullable=True),
+    sa.Column("run_id", sa.Text, nullable=True),
+    sa.Column("data_version", sa.Text, nullable=True),
+    sa.Column("code_version", sa.Text, nullable=True),
+    sa.Column("source", sa.Text, nullable=False),
     sa.Column("metadata_json", _json(), nullable=False),
     # The hot reads: one asset's metric/check series over a window; every signal in a window;
     # every signal of one kind in a window (the sensor's "what changed since").
@@ -93,15 +93,15 @@ incidents = sa.Table(
     "corrmon_incidents",
     metadata,
     sa.Column("id", sa.String(128), primary_key=True),
-    sa.Column("model_asset", sa.String(512), nullable=False),
-    sa.Column("metric", sa.String(256), nullable=False),
+    sa.Column("model_asset", sa.Text, nullable=False),
+    sa.Column("metric", sa.Text, nullable=False),
     sa.Column("classification", sa.String(64), nullable=False),
     sa.Column("status", sa.String(32), nullable=False),
     sa.Column("consequential", sa.Boolean, nullable=False),
     sa.Column("onset_time", UTCDateTime, nullable=True),
-    sa.Column("onset_partition", sa.String(512), nullable=True),
+    sa.Column("onset_partition", sa.Text, nullable=True),
     sa.Column("detected_time", UTCDateTime, nullable=True),
-    sa.Column("detected_partition", sa.String(512), nullable=True),
+    sa.Column("detected_partition", sa.Text, nullable=True),
     sa.Column("window_start", UTCDateTime, nullable=True),
     sa.Column("window_end", UTCDateTime, nullable=True),
     sa.Column("baseline_value", sa.Float, nullable=True),
@@ -123,10 +123,10 @@ incident_causes = sa.Table(
     sa.Column("position", sa.Integer, primary_key=True),
     sa.Column("rank", sa.Integer, nullable=False),
     sa.Column("kind", sa.String(64), nullable=False),
-    sa.Column("asset_key", sa.String(512), nullable=False),
+    sa.Column("asset_key", sa.Text, nullable=False),
     sa.Column("score", sa.Float, nullable=False),
-    sa.Column("column_name", sa.String(512), nullable=True),
-    sa.Column("partition_key", sa.String(512), nullable=True),
+    sa.Column("column_name", sa.Text, nullable=True),
+    sa.Column("partition_key", sa.Text, nullable=True),
     sa.Column("event_time", UTCDateTime, nullable=True),
     sa.Column("p_value", sa.Float, nullable=True),
     sa.Column("q_value", sa.Float, nullable=True),
@@ -158,10 +158,10 @@ incident_runs = sa.Table(
     metadata,
     sa.Column("incident_id", sa.ForeignKey(incidents.c.id, ondelete="CASCADE"), primary_key=True),
     sa.Column("position", sa.Integer, primary_key=True),
-    sa.Column("run_id", sa.String(128), nullable=False),
-    sa.Column("asset_key", sa.String(512), nullable=False),
+    sa.Column("run_id", sa.Text, nullable=False),
+    sa.Column("asset_key", sa.Text, nullable=False),
     sa.Column("role", sa.String(32), nullable=False),
-    sa.Column("partition_key", sa.String(512), nullable=True),
+    sa.Column("partition_key", sa.Text, nullable=True),
     sa.Column("at_risk", sa.Boolean, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Index("ix_corrmon_incident_runs_run", "run_id"),
@@ -175,7 +175,7 @@ incident_status_history = sa.Table(
     sa.Column("from_status", sa.String(32), nullable=True),  # NULL: the incident was created
     sa.Column("to_status", sa.String(32), nullable=False),
     sa.Column("changed_at", UTCDateTime, nullable=False),
-    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
     sa.Column("note", sa.Text, nullable=False),
     sa.Index("ix_corrmon_incident_status_history_incident", "incident_id", "changed_at"),
 )
@@ -217,14 +217,58 @@ _VERSION_1_TABLES = (
     incident_status_history,
 )
 
+# What each effect of an incident (run tags, the check evaluation, the observation) last applied,
+# and how far each model's correlation pass got: the ledger that makes annotation at-least-once.
+# ``fingerprint`` is a hash of what the effect wrote; a differing one means "apply it again".
+effects = sa.Table(
+    "corrmon_effects",
+    metadata,
+    sa.Column("subject", sa.Text, primary_key=True),  # an incident id, or "model:<asset>"
+    sa.Column("effect", sa.String(64), primary_key=True),
+    sa.Column("fingerprint", sa.String(128), nullable=False),
+    sa.Column("applied_at", UTCDateTime, nullable=False),
+)
+
 
 def _migrate_to_1(connection: sa.Connection) -> None:
     metadata.create_all(connection, tables=list(_VERSION_1_TABLES), checkfirst=True)
 
 
+# Columns that hold names from users' data (assets, checks, columns, partitions, run ids,
+# versions). Version 1 bounded them (VARCHAR(512) and less): PostgreSQL refused a whole batch
+# over one long check name that SQLite, which ignores lengths, stored. They are TEXT now; the
+# store bounds every one at MAX_NAME_LENGTH on both dialects (a clear error, never a lost batch
+# on one dialect only), which keeps them within PostgreSQL's b-tree entry limit.
+WIDENED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "corrmon_signals": (
+        "asset_key",
+        "name",
+        "partition_key",
+        "column_name",
+        "run_id",
+        "data_version",
+        "code_version",
+        "source",
+    ),
+    "corrmon_incidents": ("model_asset", "metric", "onset_partition", "detected_partition"),
+    "corrmon_incident_causes": ("asset_key", "column_name", "partition_key"),
+    "corrmon_incident_runs": ("run_id", "asset_key", "partition_key"),
+    "corrmon_incident_status_history": ("actor",),
+}
+MAX_NAME_LENGTH = 2000
+
+
 def _migrate_to_2(connection: sa.Connection) -> None:
-    # Additive: the alert delivery log; no existing table changes.
+    # Additive tables — the alert delivery log and the effect ledger — and the name columns
+    # widened to TEXT (SQLite ignores declared lengths: nothing to do there).
     alert_deliveries.create(connection, checkfirst=True)
+    effects.create(connection, checkfirst=True)
+    if connection.dialect.name == "postgresql":
+        for table, columns in WIDENED_COLUMNS.items():
+            for column in columns:
+                connection.execute(
+                    sa.text(f'ALTER TABLE {table} ALTER COLUMN "{column}" TYPE TEXT')
+                )
 
 
 # target version -> the step that takes a database from (target - 1) to target, in one transaction.

@@ -26,7 +26,6 @@ dialects (SQLite would do that silently anyway).
 import json
 import math
 import os
-import re
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,6 +50,7 @@ from dagster_corrmon.core.signal import Severity, Signal, SignalKind, ensure_utc
 from dagster_corrmon.errors import ConfigError, SchemaVersionError, StoreError
 from dagster_corrmon.store import schema
 from dagster_corrmon.store.deliveries import DeliveryLogMixin
+from dagster_corrmon.store.redact import hide_password, redact_secrets
 
 DATABASE_URL_ENV = "CORRMON_DATABASE_URL"
 DAGSTER_HOME_ENV = "DAGSTER_HOME"
@@ -173,28 +173,28 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
-def hide_password(url: str) -> str:
-    """The URL with its password replaced by ``***``, safe for messages and logs."""
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except sa_exc.ArgumentError:
-        # Not parseable: mask anything that looks like user:password@.
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
-
-
 class CorrmonStore(DeliveryLogMixin):
     """Signals and the incident catalog in one SQL database (SQLite or PostgreSQL).
 
     ``CorrmonStore()`` opens :func:`default_database_url`. A brand-new database gets its tables on
     first open; a database at another schema version raises :class:`SchemaVersionError` (pass
     ``check_schema=False`` only to inspect or :meth:`upgrade` it, as ``corrmon db`` does).
+    ``must_exist=True`` refuses a SQLite file that does not exist instead of creating it (the
+    CLI's readers: a mistyped path is an error, not an empty store).
     Thread-safe like a SQLAlchemy engine; close it (or use it as a context manager) when done.
     """
 
-    def __init__(self, database_url: str | None = None, *, check_schema: bool = True) -> None:
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        check_schema: bool = True,
+        must_exist: bool = False,
+    ) -> None:
         raw_url = default_database_url() if database_url is None else database_url
         self.database_url = normalize_database_url(raw_url.strip())
         self.safe_database_url = hide_password(self.database_url)
+        self._must_exist = must_exist
         self._engine = self._create_engine()
         self._write_engine = self._engine.execution_options(**{_WRITE_OPTION: True})
         if check_schema:
@@ -472,6 +472,25 @@ class CorrmonStore(DeliveryLogMixin):
             cutoff=cutoff, signals_deleted=int(deleted), cited_signals_kept=int(kept or 0)
         )
 
+    def delete_attempt_signals(self, *, run_ids: Iterable[str], observed_since: datetime) -> int:
+        """Delete the signals an abandoned attempt wrote — those of its runs, and any observed
+        since it began — and incidents' links to them; returns how many.
+
+        For ``corrmon simulate --resume``, which re-does the attempt: its evidence must not
+        stand beside the new attempt's.
+        """
+        ids = sorted(set(run_ids))
+        signals, links = schema.signals, schema.incident_signals
+        since = signals.c.observed_at >= ensure_utc(observed_since)
+        conditions = [since, *(signals.c.run_id.in_(chunk) for chunk in _chunks(ids))]
+        deleted = 0
+        with self._errors("delete signals of an attempt"), self._write_engine.begin() as conn:
+            for condition in conditions:
+                keys = sa.select(signals.c.idempotency_key).where(condition)
+                conn.execute(sa.delete(links).where(links.c.signal_key.in_(keys)))
+                deleted += conn.execute(sa.delete(signals).where(condition)).rowcount
+        return int(deleted)
+
     # --------------------------------------------------------------- incidents
 
     def upsert_incident(self, incident: Incident) -> None:
@@ -709,17 +728,44 @@ class CorrmonStore(DeliveryLogMixin):
                 windows.append((start, end))
         return sorted(windows)
 
+    # ----------------------------------------------------------- effect ledger
+
+    def applied_effects(self, subject: str) -> dict[str, str]:
+        """``{effect: fingerprint}`` last recorded for ``subject`` (an incident id, a model)."""
+        table = schema.effects
+        with self._errors(f"read the effects of {subject!r}"), self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(table.c.effect, table.c.fingerprint).where(table.c.subject == subject)
+            ).all()
+        return {str(effect): str(fingerprint) for effect, fingerprint in rows}
+
+    def record_effect(self, subject: str, effect: str, fingerprint: str) -> None:
+        """Record that ``effect`` of ``subject`` now stands at ``fingerprint`` (replacing any)."""
+        table = schema.effects
+        row = _without_nul(
+            {"subject": subject, "effect": effect, "fingerprint": fingerprint},
+            where="an effect record",
+        )
+        statement = self._insert(table).values(applied_at=datetime.now(UTC), **row)
+        statement = statement.on_conflict_do_update(
+            index_elements=[table.c.subject, table.c.effect],
+            set_={"fingerprint": fingerprint, "applied_at": statement.excluded.applied_at},
+        )
+        action = f"record effect {effect!r} of {subject!r}"
+        with self._errors(action), self._write_engine.begin() as conn:
+            conn.execute(statement)
+
     # ---------------------------------------------------------------- plumbing
 
     def _create_engine(self) -> sa.Engine:
         try:
             url = sa.make_url(self.database_url)
-        except sa_exc.ArgumentError as error:
+        except sa_exc.ArgumentError:
             raise StoreError(
                 f"{self.safe_database_url!r} is not a valid SQLAlchemy database URL "
                 "(expected e.g. sqlite:////abs/path/corrmon.db or "
                 "postgresql+psycopg2://user@host:5432/db)"
-            ) from error
+            ) from None
         backend = url.get_backend_name()
         connect_args: dict[str, Any] = {}
         in_memory = False
@@ -733,6 +779,13 @@ class CorrmonStore(DeliveryLogMixin):
                         f"cannot open the corrmon store at {self.safe_database_url}: "
                         f"directory {parent} does not exist"
                     )
+                if self._must_exist and not Path(database).expanduser().is_file():
+                    # A reader given a mistyped path must not create an empty store there and
+                    # answer "no incidents".
+                    raise StoreError(
+                        f"no corrmon store at {self.safe_database_url}: the file does not exist "
+                        "(check the path; `corrmon db upgrade` creates a new store)"
+                    )
             connect_args["timeout"] = _SQLITE_BUSY_TIMEOUT_S
         elif backend == "postgresql":
             if "connect_timeout" not in url.query:
@@ -745,9 +798,10 @@ class CorrmonStore(DeliveryLogMixin):
         try:
             engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
         except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ImportError) as error:
+            detail = redact_secrets(str(error), self.database_url)
             raise StoreError(
-                f"cannot open the corrmon store at {self.safe_database_url}: {error}"
-            ) from error
+                f"cannot open the corrmon store at {self.safe_database_url}: {detail}"
+            ) from None
         if backend == "sqlite":
             _take_over_sqlite_transactions(engine, wal=not in_memory)
         return engine
@@ -777,12 +831,25 @@ class CorrmonStore(DeliveryLogMixin):
         """Turn SQLAlchemy/driver errors into a StoreError that names the (safe) URL."""
         try:
             yield
+        except ValueError as error:
+            # psycopg2 refuses a NUL in any string parameter with a bare ValueError (a query
+            # argument from the command line, say); writes are checked before (_without_nul).
+            if "NUL" not in str(error):
+                raise
+            raise StoreError(
+                f"could not {action} in the corrmon store at {self.safe_database_url}: "
+                "an argument contains a NUL character, which PostgreSQL text cannot hold"
+            ) from None
         except sa_exc.SQLAlchemyError as error:
             # The driver's own message, without SQLAlchemy's echo of the SQL and parameters.
-            detail = str(getattr(error, "orig", None) or error).strip()
+            detail = redact_secrets(
+                str(getattr(error, "orig", None) or error).strip(), self.database_url
+            )
+            # from None: the driver's exception repeats what it was given (with an unescaped
+            # "@", part of the password as the "host"); its redacted message is all we pass on.
             raise StoreError(
                 f"could not {action} in the corrmon store at {self.safe_database_url}: {detail}"
-            ) from error
+            ) from None
 
 
 # ------------------------------------------------------------------ helpers
@@ -872,17 +939,32 @@ def _finite_or_none(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
 
 
+_NAME_COLUMNS = frozenset(
+    column for columns in schema.WIDENED_COLUMNS.values() for column in columns
+)
+
+
 def _without_nul(row: dict[str, Any], *, where: str) -> dict[str, Any]:
-    """PostgreSQL text cannot hold NUL characters (psycopg2 raises a bare ValueError); refuse them
-    on both dialects so a signal that SQLite accepts never breaks a PostgreSQL deployment."""
+    """PostgreSQL text cannot hold NUL characters (psycopg2 raises a bare ValueError), nor index
+    a very long name; refuse both on both dialects, so a signal that SQLite accepts never breaks
+    a PostgreSQL deployment."""
     for column, value in row.items():
         if isinstance(value, str) and "\x00" in value:
             raise StoreError(f"{where}: {column} {value!r} contains a NUL character")
+        if (
+            isinstance(value, str)
+            and column in _NAME_COLUMNS
+            and len(value) > schema.MAX_NAME_LENGTH
+        ):
+            raise StoreError(
+                f"{where}: {column} is {len(value)} characters long, over the store's "
+                f"{schema.MAX_NAME_LENGTH} ({value[:60]!r}...)"
+            )
     return row
 
 
 def _signal_row(signal: Signal, *, key: str, now: datetime) -> dict[str, Any]:
-    where = f"metadata of signal {signal.kind.value} {signal.name!r} on {signal.asset_key!r}"
+    where = f"signal {signal.kind.value} {signal.name[:80]!r} on {signal.asset_key[:80]!r}"
     return _without_nul(
         {
             "idempotency_key": key,
