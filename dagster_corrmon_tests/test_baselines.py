@@ -31,6 +31,7 @@ from dagster_corrmon.scenarios.score import (
     score_report,
     summarize,
 )
+from dagster_corrmon.scenarios.simulate import REPORT_VERSION
 from dagster_corrmon.store import CorrmonStore
 
 WEEKS = [datetime(2013, 1, 6, tzinfo=UTC) + timedelta(days=7 * i) for i in range(12)]
@@ -109,6 +110,7 @@ def _simulation_folder(tmp_path: Path, drift: Mapping[str, Sequence[float]], **r
     with CorrmonStore(f"sqlite:///{home / 'corrmon.db'}") as store:
         store.write_signals(_history_signals(drift))
     document = {
+        "version": REPORT_VERSION,
         "scenario": "synthetic",
         "metric": "roc_auc",
         "partitions": PARTITIONS,

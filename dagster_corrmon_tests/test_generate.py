@@ -40,7 +40,8 @@ def test_tiers_split_the_models_features_by_importance_rank(seattle) -> None:
         for i, f in enumerate(ranked)
         if f in tier_of
     ]
-    assert {t.source for t in targets} == {"daily"}
+    # every feed of the spec carries a feature (daily measurements, the conditions feed)
+    assert {t.source for t in targets} == {source.name for source in pipeline.spec.sources}
     assert "temp_max" not in {t.column for t in targets}  # the label is never a target
     # nor the row key / time column (``month`` derives from ``date``: corrupting it un-joins rows)
     assert "date" not in {t.column for t in targets} and "month" in model.feature_importances

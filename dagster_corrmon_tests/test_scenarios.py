@@ -9,6 +9,7 @@ import pytest
 from dagster_corrmon.cli.scenario_cmd import scenario_json_schema
 from dagster_corrmon.errors import ConfigError, InputDataError
 from dagster_corrmon.scenarios.score import format_summary, score_report, summarize
+from dagster_corrmon.scenarios.simulate import REPORT_VERSION
 from dagster_corrmon.scenarios.spec import load_scenario, scenario_document
 
 BUILTIN = Path(__file__).resolve().parent.parent / "dagster_corrmon" / "scenarios" / "builtin"
@@ -85,6 +86,7 @@ def _report(causes: list[dict], *, detected: str = "2013-05-12", control: bool =
     weeks = pd.date_range("2013-04-07", "2013-06-30", freq="7D")
     partitions = [day.strftime("%Y-%m-%d") for day in weeks]  # weekly, keyed by their Sunday
     return {
+        "version": REPORT_VERSION,
         "scenario": "probe",
         "partitions": partitions,
         "injected": [

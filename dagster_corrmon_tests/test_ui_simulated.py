@@ -220,8 +220,7 @@ def test_model_checks_tab_names_the_reported_incident(ui: SimulatedUi) -> None:
     assert metadata["corrmon/classification"] == incident["classification"]
     assert metadata["corrmon/consequential"] is incident["consequential"]
     assert metadata["corrmon/onset_partition"] == incident["onset_partition"]
-    causes = incident["causes"]
-    assert metadata["corrmon/suspected_cause"] == _cause_label(causes[0] if causes else None)
+    assert metadata["corrmon/suspected_cause"] == _cause_label(incident["suspected_cause"])
     assert metadata["corrmon/affected_runs"] == len(incident["affected_runs"])
     assert metadata["corrmon/explanation"] == incident["summary"]
 
@@ -238,8 +237,7 @@ def test_runs_page_filters_exactly_the_incidents_affected_runs(ui: SimulatedUi) 
 
     tagged = gq.runs_tagged(ui.graphql, INCIDENT_TAG, tag_value(incident["id"]))
     assert {run["runId"] for run in tagged} == set(expected)
-    causes = incident["causes"]
-    cause = tag_value(_cause_label(causes[0] if causes else None))
+    cause = tag_value(_cause_label(incident["suspected_cause"]))
     for run in tagged:
         tags = gq.tags(run)
         affected = expected[run["runId"]]

@@ -28,7 +28,9 @@ import pandas as pd
 
 from dagster_corrmon import instance_api
 from dagster_corrmon.core.attribution import AttributionConfig
+from dagster_corrmon.core.incident import Incident
 from dagster_corrmon.core.signal import SignalKind
+from dagster_corrmon.correlation.annotation import suspected_cause
 from dagster_corrmon.correlation.definitions import (
     CORRELATION_JOB_NAME,
     RETRAIN_SENSOR_NAME,
@@ -670,6 +672,11 @@ def failure_summary(result: dg.ExecuteInProcessResult) -> str:
     return "the run failed before any step (see the run in the Dagster UI)"
 
 
+def _suspected(incident: Incident) -> dict[str, str | None] | None:
+    cause = suspected_cause(incident)
+    return None if cause is None else {"asset": cause.asset_key, "column": cause.column}
+
+
 def build_report(
     *,
     spec: ScenarioSpec,
@@ -697,6 +704,9 @@ def build_report(
                 "observed_value": incident.observed_value,
                 "status": incident.status.value,
                 "summary": incident.summary,
+                # What the run tags and the incident check blame: the top cause only when it
+                # explains the loss (correlation.annotation.suspected_cause).
+                "suspected_cause": _suspected(incident),
                 "causes": [
                     {
                         "rank": cause.rank,
