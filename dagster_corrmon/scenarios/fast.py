@@ -79,7 +79,6 @@ from dagster_corrmon.resource import CorrmonResource, MaterializationTags, parti
 from dagster_corrmon.scenarios.injections import (
     CodeChange,
     Effect,
-    LabelDelay,
     UpstreamRunFailure,
     injection_rng,
 )
@@ -95,6 +94,7 @@ from dagster_corrmon.scenarios.simulate import (
     interrupt_latch,
     monitored_model,
     retrain_policy,
+    schedule_arrivals,
     scoring_partition_keys,
     simulation_home,
     stop_if_interrupted,
@@ -539,15 +539,9 @@ def simulate_fast(
                         {"job": f"{spec.name}_score", "partition": partition, "run_id": None}
                     )
                     unscored.add(partition)
-            delay = spec.evaluation.label_delay + sum(
-                i.extra_delay for i in injections if isinstance(i, LabelDelay) and i.active(day)
+            schedule_arrivals(
+                spec, injections, index, partition, label_due=label_due, late_due=late_due
             )
-            label_due.setdefault(index + delay, []).append(partition)
-            for injection in injections:
-                if injection.effect() is Effect.LATE_BATCH and injection.active(day):
-                    late_due.setdefault(index + getattr(injection, "delay", 1), []).append(
-                        (injection.id or "", partition)
-                    )
             for injection_id, late in late_due.pop(index, []):
                 pipeline.late_delivered.add((injection_id, late))
                 try:

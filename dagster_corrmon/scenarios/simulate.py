@@ -18,7 +18,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -51,7 +51,13 @@ from dagster_corrmon.pipeline.builder import (
 from dagster_corrmon.pipeline.repair import build_repair_provider
 from dagster_corrmon.pipeline.training import retrain_partitions
 from dagster_corrmon.resource import CorrmonResource
-from dagster_corrmon.scenarios.injections import CodeChange, Effect, LabelDelay, injection_rng
+from dagster_corrmon.scenarios.injections import (
+    CodeChange,
+    Effect,
+    Injection,
+    LabelDelay,
+    injection_rng,
+)
 from dagster_corrmon.scenarios.spec import ScenarioSpec
 from dagster_corrmon.store import CorrmonStore
 
@@ -102,6 +108,29 @@ def instance_yaml(home: Path) -> str:
 
 def _date(partition: str) -> dt.date:
     return dt.date.fromisoformat(partition[:10])
+
+
+def schedule_arrivals(
+    spec: ScenarioSpec,
+    injections: Sequence[Injection],
+    index: int,
+    partition: str,
+    *,
+    label_due: dict[int, list[str]],
+    late_due: dict[int, list[tuple[str, str]]],
+) -> None:
+    """File ``partition`` (scored at step ``index``) under the steps its labels and, for a late
+    batch, its re-delivery arrive at: the label delay plus any injected extra delay."""
+    day = _date(partition)
+    delay = spec.evaluation.label_delay + sum(
+        i.extra_delay for i in injections if isinstance(i, LabelDelay) and i.active(day)
+    )
+    label_due.setdefault(index + delay, []).append(partition)
+    for injection in injections:
+        if injection.effect() is Effect.LATE_BATCH and injection.active(day):
+            late_due.setdefault(index + getattr(injection, "delay", 1), []).append(
+                (injection.id or "", partition)
+            )
 
 
 @dataclass
@@ -398,15 +427,9 @@ def simulate(
             tick_started = time.perf_counter()
             if not run(f"{name}_score", partition):
                 unscored.add(partition)
-            delay = spec.evaluation.label_delay + sum(
-                i.extra_delay for i in injections if isinstance(i, LabelDelay) and i.active(day)
+            schedule_arrivals(
+                spec, injections, index, partition, label_due=label_due, late_due=late_due
             )
-            label_due.setdefault(index + delay, []).append(partition)
-            for injection in injections:
-                if injection.effect() is Effect.LATE_BATCH and injection.active(day):
-                    late_due.setdefault(index + getattr(injection, "delay", 1), []).append(
-                        (injection.id or "", partition)
-                    )
             for injection_id, late in late_due.pop(index, []):
                 state.late_delivered.add((injection_id, late))
                 if run(f"{name}_score", late, tags={"corrmon/late_delivery": injection_id}):
